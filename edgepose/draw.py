@@ -1,0 +1,39 @@
+"""Annotate an image with a ``Result``: boxes, skeleton, keypoints (OpenCV only)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .results import Result
+
+BOX_COLOR = (56, 56, 255)
+LIMB_COLOR = (255, 178, 51)
+POINT_COLOR = (0, 255, 0)
+
+
+def draw_result(
+    image: np.ndarray,
+    result: Result,
+    skeleton: Sequence[tuple[int, int]],
+    kpt_conf: float = 0.5,
+) -> np.ndarray:
+    """A copy of ``image`` with every person drawn; keypoints below ``kpt_conf`` are left out."""
+    canvas = image.copy()
+    scale = max(1, round(max(canvas.shape[:2]) / 640))
+    for person in result.persons:
+        x1, y1, x2, y2 = (int(round(v)) for v in person.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOR, 2 * scale)
+        cv2.putText(canvas, f"person {person.score:.2f}", (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * scale, BOX_COLOR, scale, cv2.LINE_AA)  # fmt: skip
+        pts = person.keypoints
+        visible = pts[:, 2] >= kpt_conf
+        for a, b in skeleton:
+            if visible[a] and visible[b]:
+                pa, pb = tuple(int(v) for v in pts[a, :2]), tuple(int(v) for v in pts[b, :2])
+                cv2.line(canvas, pa, pb, LIMB_COLOR, 2 * scale, cv2.LINE_AA)
+        for x, y, _ in pts[visible]:
+            cv2.circle(canvas, (int(x), int(y)), 3 * scale, POINT_COLOR, -1, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,38 @@
+"""edgepose's exception types: every failure the API raises is one of these, and the CLI turns
+each into one ``error:`` line on stderr with the class's exit code."""
+
+from __future__ import annotations
+
+
+class EdgeposeError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(EdgeposeError):
+    """A source (image, folder, dataset, CLI value) that cannot be used."""
+
+    exit_code = 3
+
+
+class ModelError(EdgeposeError):
+    """A model file that is missing, not a graph edgepose runs, or not a pose model."""
+
+    exit_code = 4
+
+
+class ExportError(EdgeposeError):
+    """Export failed, or the exported graph did not reproduce its source."""
+
+    exit_code = 5
+
+
+class MissingExtraError(EdgeposeError):
+    """A verb needs an optional dependency group (``pip install 'edgepose[NAME]'``)."""
+
+    exit_code = 2
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(f"this needs the '{extra}' extra ({module} is not installed): pip install 'edgepose[{extra}]'")
+        self.extra = extra

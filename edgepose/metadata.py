@@ -1,0 +1,91 @@
+"""What an exported graph says about itself, parsed from its ONNX ``metadata_props``.
+
+Ultralytics writes Python-literal strings (``"{0: 'person'}"``); edgepose adds JSON-encoded keys.
+Both are read here so the rest of the runtime sees one typed ``ModelMeta``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import ModelError
+from .keypoints import COCO_KEYPOINTS, COCO_SKELETON
+
+# Keys edgepose writes beside Ultralytics' own; values are JSON.
+EDGEPOSE_KEYS = ("keypoint_names", "skeleton", "source_file", "source_sha256", "export_settings",
+                 "edgepose_version", "fidelity")  # fmt: skip
+
+
+def _literal(value: str) -> Any:
+    """Ultralytics values are Python literals; ours are JSON. Try JSON first (it is stricter)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Typed view of a pose graph's metadata."""
+
+    task: str
+    stride: int
+    imgsz: tuple[int, int]
+    names: dict[int, str]
+    kpt_shape: tuple[int, int]
+    keypoint_names: tuple[str, ...]
+    skeleton: tuple[tuple[int, int], ...]
+    end2end: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, props: Mapping[str, str], source: str = "model") -> "ModelMeta":
+        """Build from the raw string map; refuse graphs that are not Ultralytics/edgepose pose models."""
+        raw = {k: _literal(v) for k, v in props.items()}
+        task = raw.get("task")
+        if task is None:
+            raise ModelError(
+                f"{source} has no Ultralytics/edgepose metadata (no 'task' key): export it with 'edgepose export'"
+            )
+        if task != "pose":
+            raise ModelError(f"{source} is a '{task}' model, not a pose model")
+        kpt_shape = tuple(int(v) for v in raw.get("kpt_shape", (17, 3)))
+        if len(kpt_shape) != 2 or kpt_shape[1] not in (2, 3):
+            raise ModelError(f"{source} has an unsupported kpt_shape {kpt_shape}")
+        imgsz = raw.get("imgsz", (640, 640))
+        imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, float)) else (int(imgsz[0]), int(imgsz[1]))
+        names = {int(k): str(v) for k, v in dict(raw.get("names", {0: "person"})).items()}
+        default_names = COCO_KEYPOINTS if kpt_shape[0] == len(COCO_KEYPOINTS) else ()
+        kpt_names = tuple(raw.get("keypoint_names") or default_names) or tuple(
+            f"kpt_{i}" for i in range(kpt_shape[0])
+        )
+        skeleton = tuple(tuple(e) for e in raw.get("skeleton") or (COCO_SKELETON if default_names else ()))
+        return cls(
+            task=task,
+            stride=int(raw.get("stride", 32)),
+            imgsz=imgsz,
+            names=names,
+            kpt_shape=kpt_shape,  # type: ignore[arg-type]
+            keypoint_names=kpt_names,
+            skeleton=skeleton,  # type: ignore[arg-type]
+            end2end=bool(raw.get("end2end", False)),
+            raw=raw,
+        )
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large graphs need no large buffers."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,45 @@
+"""Writing results so that nothing half-written is ever left behind: temp name, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Encode by the file's suffix (``.jpg`` when it has none cv2 knows) and write atomically."""
+    path = Path(path)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".jpg", image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise InputError(f"cannot encode an image as '{path.suffix}': {path}")
+    return write_bytes_atomic(path, encoded.tobytes())

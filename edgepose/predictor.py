@@ -1,0 +1,137 @@
+"""The pose predictor: image in, ``Result`` out, torch-free.
+
+One code path for every backend: letterbox -> tensor -> backend.run -> decode/NMS -> rescale.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, open_backend
+from .errors import InputError, ModelError
+from .metadata import ModelMeta
+from .postprocess import Detections, decode, to_original
+from .preprocess import Letterbox, letterbox, to_tensor
+from .results import Person, Result
+from .sources import read_image
+
+log = logging.getLogger("edgepose")
+
+
+def check_threshold(name: str, value: float) -> float:
+    """Thresholds are probabilities; refuse anything else rather than silently clamp."""
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"{name} must be between 0 and 1, got {value}")
+    return float(value)
+
+
+class PosePredictor:
+    """A loaded pose graph with its thresholds. Call it on a BGR image or an image path.
+
+    A static graph is fed its fixed input size (square letterbox); a dynamic one gets Ultralytics'
+    minimal-padding rectangle at ``imgsz`` (rounded up to the stride).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        device: str = "cpu",
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        imgsz: int | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.model_path = Path(model)
+        self.conf = check_threshold("conf", conf)
+        self.iou = check_threshold("iou", iou)
+        if max_det < 1:
+            raise InputError(f"max_det must be at least 1, got {max_det}")
+        self.max_det = int(max_det)
+        self.backend: Backend = open_backend(self.model_path, device=device, threads=threads)
+        self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
+        if self.meta.end2end:
+            raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")
+        self._check_head()
+        self.input_shape, self.rect = self._input_geometry(imgsz)
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return self.meta.keypoint_names
+
+    @property
+    def providers(self) -> list[str]:
+        return self.backend.providers
+
+    def _check_head(self) -> None:
+        expected = 4 + len(self.meta.names) + self.meta.kpt_shape[0] * self.meta.kpt_shape[1]
+        channels = self.backend.output_channels
+        if channels is not None and channels != expected:
+            raise ModelError(
+                f"{self.model_path}: output has {channels} channels, a pose head with {len(self.meta.names)} "
+                f"classes and kpt_shape {list(self.meta.kpt_shape)} has {expected}"
+            )
+
+    def _input_geometry(self, imgsz: int | None) -> tuple[tuple[int, int], bool]:
+        fixed = self.backend.input_shape
+        stride = self.meta.stride
+        if fixed[0] and fixed[1]:
+            if imgsz is not None and imgsz not in fixed:
+                raise InputError(
+                    f"{self.model_path.name} is a static graph of {fixed[1]}x{fixed[0]}; "
+                    f"re-export with --dynamic to predict at imgsz {imgsz}"
+                )
+            return (fixed[0], fixed[1]), False
+        size = imgsz if imgsz is not None else max(self.meta.imgsz)
+        if size < stride:
+            raise InputError(f"imgsz must be at least the stride {stride}, got {size}")
+        rounded = int(math.ceil(size / stride) * stride)
+        if rounded != size:
+            log.warning(f"imgsz {size} is not a multiple of stride {stride}; using {rounded}")
+        return (rounded, rounded), True
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        padded, box = letterbox(image, self.input_shape, stride=self.meta.stride, auto=self.rect)
+        return to_tensor(padded), box
+
+    def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections:
+        """Arrays in original-image pixels; ``predict`` wraps them in the result type."""
+        tensor, box = self.preprocess(image)
+        output = self.backend.run(tensor)
+        det = decode(
+            output,
+            num_classes=len(self.meta.names),
+            kpt_shape=self.meta.kpt_shape,
+            conf=self.conf if conf is None else conf,
+            iou=self.iou,
+            max_det=self.max_det,
+        )
+        return to_original(det, box, clip=clip)
+
+    def predict(self, image: np.ndarray | str | os.PathLike, name: str = "") -> Result:
+        """Persons in one image (a BGR array, or a path to read)."""
+        if not isinstance(image, np.ndarray):
+            name = name or str(image)
+            image = read_image(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError(f"expected a BGR uint8 image of shape (h, w, 3), got {image.dtype} {image.shape}")
+        det = self.detect(image)
+        kpts = det.keypoints
+        if kpts.shape[-1] == 2:  # graphs without keypoint confidence: report 1 for every placed point
+            kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1), np.float32)], axis=-1)
+        persons = [
+            Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))
+        ]
+        return Result(name, int(image.shape[1]), int(image.shape[0]), persons)
+
+    __call__ = predict
+
+
+def load(model: str | os.PathLike, **kwargs) -> PosePredictor:
+    """Load an exported pose graph: ``edgepose.load("yolo11n-pose.onnx")(image).persons``."""
+    return PosePredictor(model, **kwargs)

@@ -1,0 +1,63 @@
+"""The one result type of edgepose and its JSON schema.
+
+Schema (a list of these per run)::
+
+    {"image": str, "width": int, "height": int,
+     "persons": [{"box": [x1, y1, x2, y2], "score": float,
+                  "keypoints": [[x, y, conf], ...K]}]}
+
+All coordinates are pixels of the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .keypoints import Keypoint
+
+
+@dataclass
+class Person:
+    """One detected person: ``box`` xyxy (4,), ``score``, ``keypoints`` (K, 3) as x, y, conf."""
+
+    box: np.ndarray
+    score: float
+    keypoints: np.ndarray
+    keypoint_names: tuple[str, ...] = field(repr=False, default=())
+
+    def keypoint(self, which: int | str) -> np.ndarray:
+        """One keypoint's (x, y, conf) by index, ``Keypoint`` member or name (``"left_wrist"``)."""
+        if isinstance(which, str):
+            which = self.keypoint_names.index(which) if self.keypoint_names else Keypoint[which.upper()]
+        return self.keypoints[int(which)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in self.keypoints],
+        }
+
+
+@dataclass
+class Result:
+    """All persons found in one image."""
+
+    image: str
+    width: int
+    height: int
+    persons: list[Person]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "width": self.width,
+            "height": self.height,
+            "persons": [p.to_dict() for p in self.persons],
+        }
+
+    def __len__(self) -> int:
+        return len(self.persons)

@@ -1,0 +1,178 @@
+"""Pose and box mAP of a graph on a YOLO-format pose dataset, computed as ``yolo val pose`` does.
+
+Matching and AP follow Ultralytics' validator (greedy by confidence per IoU/OKS threshold,
+101-point COCO interpolation, OKS with COCO sigmas and area = 0.53 x box area), so the figures
+agree with theirs for the same predictions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import InputError, MissingExtraError
+from .keypoints import COCO_SIGMAS
+from .predictor import PosePredictor
+from .sources import IMAGE_SUFFIXES, read_image
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+AP_X = np.linspace(0, 1, 101)
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 names it trapz
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its ground truth: boxes (n, 4) xyxy and keypoints (n, K, 3) in pixels."""
+
+    image: Path
+    boxes: np.ndarray
+    keypoints: np.ndarray
+
+
+def _label_path(image: Path) -> Path:
+    parts = list(image.parts)
+    idx = len(parts) - 1 - parts[::-1].index("images")  # last 'images' folder, as Ultralytics
+    parts[idx] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list[Path], tuple[int, int]]:
+    """Image paths of a split of an Ultralytics data yaml, and its kpt_shape."""
+    try:
+        import yaml
+    except ImportError:
+        raise MissingExtraError("val", "pyyaml") from None
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        raise InputError(f"no such dataset yaml: {data_yaml}")
+    try:
+        data = yaml.safe_load(data_yaml.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{data_yaml} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not data.get(split):
+        raise InputError(f"{data_yaml} has no '{split}' split")
+    root = Path(data.get("path") or data_yaml.parent)
+    root = root if root.is_absolute() else data_yaml.parent / root
+    entries = data[split] if isinstance(data[split], list) else [data[split]]
+    images: list[Path] = []
+    for entry in entries:
+        where = root / entry
+        if where.is_dir():
+            images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif where.suffix == ".txt" and where.is_file():
+            images += [root / line.strip() for line in where.read_text().splitlines() if line.strip()]
+        else:
+            raise InputError(f"{data_yaml}: '{split}' points to {where}, which does not exist")
+    if not images:
+        raise InputError(f"{data_yaml}: no images in the '{split}' split")
+    return images, tuple(data.get("kpt_shape", (17, 3)))  # type: ignore[return-value]
+
+
+def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]) -> Sample:
+    """Ground truth of one image from its YOLO pose label file (missing file = no persons)."""
+    k, d = kpt_shape
+    path = _label_path(image)
+    rows = np.loadtxt(path, ndmin=2, dtype=np.float64) if path.is_file() and path.stat().st_size else np.zeros((0, 5 + k * d))
+    if rows.shape[1] != 5 + k * d:
+        raise InputError(f"{path}: expected {5 + k * d} values per line, got {rows.shape[1]}")
+    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kpts = rows[:, 5:].reshape(-1, k, d).copy()
+    kpts[..., 0] *= width
+    kpts[..., 1] *= height
+    if d == 2:  # no visibility column: every labelled point counts
+        kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1))], axis=-1)
+    return Sample(image, boxes, kpts)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(1)
+    return inter / (area_a[:, None] + area_b[None] - inter + eps)
+
+
+def keypoint_oks(gt: np.ndarray, pred: np.ndarray, area: np.ndarray, sigmas: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """OKS matrix (len(gt), len(pred)); only labelled (visibility != 0) ground-truth points count."""
+    d = ((gt[:, None, :, :2] - pred[None, :, :, :2]) ** 2).sum(-1)
+    mask = gt[..., 2] != 0
+    e = d / ((2 * sigmas) ** 2 * (area[:, None, None] + eps) * 2)
+    return (np.exp(-e) * mask[:, None]).sum(-1) / (mask.sum(-1)[:, None] + eps)
+
+
+def match(similarity: np.ndarray) -> np.ndarray:
+    """(n_pred, 10) true-positive flags; predictions are in descending confidence order and each
+    claims its best still-unclaimed target per threshold (Ultralytics' ``match_predictions``)."""
+    n_gt, n_pred = similarity.shape
+    correct = np.zeros((n_pred, len(IOU_THRESHOLDS)), dtype=bool)
+    if n_gt == 0 or n_pred == 0:
+        return correct
+    matched = np.zeros((n_gt, len(IOU_THRESHOLDS)), dtype=bool)
+    cols = np.arange(len(IOU_THRESHOLDS))
+    for j in np.flatnonzero((similarity >= IOU_THRESHOLDS.min()).any(0)):
+        available = np.where(matched, 0, similarity[:, j, None])
+        k = available.argmax(0)
+        correct[j] = available[k, cols] >= IOU_THRESHOLDS
+        matched[k, cols] |= correct[j]
+    return correct
+
+
+def average_precision(tp: np.ndarray, conf: np.ndarray, n_targets: int) -> np.ndarray:
+    """AP at each threshold from stacked true-positive flags (single class), 101-point COCO."""
+    if n_targets == 0 or len(conf) == 0:
+        return np.zeros(tp.shape[1])
+    order = np.argsort(-conf, kind="stable")
+    tp = tp[order]
+    tpc = tp.cumsum(0)
+    fpc = (1 - tp).cumsum(0)
+    recall = tpc / (n_targets + 1e-16)
+    precision = tpc / (tpc + fpc)
+    ap = np.zeros(tp.shape[1])
+    for j in range(tp.shape[1]):
+        mrec = np.concatenate(([0.0], recall[:, j], [recall[-1, j]], [1.0]))
+        mpre = np.concatenate(([1.0], precision[:, j], [0.0], [0.0]))
+        mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
+        ap[j] = _trapezoid(np.interp(AP_X, mrec, mpre), AP_X)
+    return ap
+
+
+def evaluate(
+    predictor: PosePredictor,
+    images: Iterable[Path],
+    kpt_shape: tuple[int, int],
+    conf: float = 0.001,
+    progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x,
+) -> dict[str, float]:
+    """Box and pose mAP of ``predictor`` on labelled images (person class, as in COCO pose)."""
+    sigmas = np.asarray(COCO_SIGMAS) if kpt_shape[0] == len(COCO_SIGMAS) else np.full(kpt_shape[0], 1 / kpt_shape[0])
+    tp_box, tp_pose, confs, n_targets, n_images = [], [], [], 0, 0
+    for path in progress(images):
+        image = read_image(path)
+        gt = read_labels(path, image.shape[1], image.shape[0], kpt_shape)
+        det = predictor.detect(image, conf=conf, clip=False)
+        order = np.argsort(-det.scores, kind="stable")
+        boxes, kpts, scores = det.boxes[order], det.keypoints[order], det.scores[order]
+        area = (gt.boxes[:, 2:] - gt.boxes[:, :2]).prod(1) * 0.53
+        tp_box.append(match(box_iou(gt.boxes, boxes)))
+        tp_pose.append(match(keypoint_oks(gt.keypoints, kpts, area, sigmas)))
+        confs.append(scores)
+        n_targets += len(gt.boxes)
+        n_images += 1
+    conf_all = np.concatenate(confs)
+    ap_box = average_precision(np.concatenate(tp_box), conf_all, n_targets)
+    ap_pose = average_precision(np.concatenate(tp_pose), conf_all, n_targets)
+    return {
+        "images": n_images,
+        "instances": n_targets,
+        "box_map50": float(ap_box[0]),
+        "box_map50_95": float(ap_box.mean()),
+        "pose_map50": float(ap_pose[0]),
+        "pose_map50_95": float(ap_pose.mean()),
+    }
