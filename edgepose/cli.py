@@ -205,7 +205,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         click.echo(f"error: unexpected {type(exc).__name__}: {exc} (EDGEPOSE_DEBUG=1 shows the traceback)", err=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

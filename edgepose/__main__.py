@@ -1,0 +1,5 @@
+"""``python -m edgepose`` is the ``edgepose`` command."""
+
+from .cli import main
+
+main()

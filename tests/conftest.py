@@ -1,0 +1,85 @@
+"""Shared fixtures: real graphs exported once per session from real (or architecture-real) weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("EDGEPOSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+COCO8_POSE = SHARED_DATA / "coco8-pose" / "coco8-pose.yaml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ultralytics is the reference in these tests; make its torchvision import work on CPU torch."""
+    from edgepose.export.reference import repair_torchvision
+
+    repair_torchvision()
+
+
+def require_shared(path: Path) -> Path:
+    """Skip, naming the path, when the shared data beside the checkout is absent."""
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path} (it lives in ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[Path]:
+    from edgepose.sources import sample_images
+
+    return sample_images()
+
+
+@pytest.fixture(scope="session")
+def yolo11_weights() -> Path:
+    from edgepose.export.weights import default_weights
+
+    return default_weights()
+
+
+@pytest.fixture(scope="session")
+def yolo11_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's main export: default weights, static 640."""
+    from edgepose.export import export_pose
+
+    return Path(export_pose(out=tmp_path_factory.mktemp("yolo11-static")).path)
+
+
+@pytest.fixture(scope="session")
+def yolo11_dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgepose.export import export_pose
+
+    return Path(export_pose(dynamic=True, out=tmp_path_factory.mktemp("yolo11-dynamic")).path)
+
+
+@pytest.fixture(scope="session")
+def yolov8_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A YOLOv8-pose checkpoint built from Ultralytics' yolov8n-pose.yaml (no real v8 weights offline)."""
+    import torch
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("yolov8") / "yolov8n-pose-scratch.pt"
+    YOLO("yolov8n-pose.yaml").save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def yolov8_onnx(yolov8_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgepose.export import export_pose
+
+    return Path(export_pose(yolov8_weights, out=tmp_path_factory.mktemp("yolov8-static")).path)
+
+
+@pytest.fixture(scope="session")
+def detect_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Ultralytics *detection* graph (YOLOv8n architecture), to be refused as not-pose."""
+    from ultralytics import YOLO
+
+    work = tmp_path_factory.mktemp("detect")
+    weights = work / "yolov8n-detect.pt"
+    YOLO("yolov8n.yaml").save(str(weights))
+    return Path(YOLO(str(weights)).export(format="onnx", imgsz=320))

@@ -1,0 +1,150 @@
+"""The CLI end to end, in subprocesses, as a user types it: results, files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgepose.errors import InputError, ModelError
+
+
+def edgepose(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and fragment in proc.stderr
+
+
+def test_predict_json_schema_and_annotated_images(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for s in samples:
+        (folder / s.name).write_bytes(s.read_bytes())
+    out = tmp_path / "out"
+    proc = edgepose("predict", folder, "--model", yolo11_onnx, "--json", out / "r.json", "--save", out)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "r.json").read_text())
+    assert [Path(r["image"]).name for r in results] == ["bus.jpg", "zidane.jpg"]
+    bus, zidane = results
+    assert (bus["width"], bus["height"]) == (810, 1080) and len(bus["persons"]) == 4
+    assert len(zidane["persons"]) == 2
+    for person in bus["persons"] + zidane["persons"]:
+        assert set(person) == {"box", "score", "keypoints"}
+        x1, y1, x2, y2 = person["box"]
+        assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 1080 and 0.25 < person["score"] <= 1
+        assert np.array(person["keypoints"]).shape == (17, 3)
+    for s in samples:
+        annotated = cv2.imread(str(out / s.name))
+        assert annotated.shape == cv2.imread(str(s)).shape
+        assert not np.array_equal(annotated, cv2.imread(str(s)))  # something was drawn
+
+
+def test_predict_thresholds_change_results(yolo11_onnx: Path, samples: list[Path]) -> None:
+    low = json.loads(edgepose("predict", samples[0], "-m", yolo11_onnx, "--conf", "0.01", "--json", "-").stdout)
+    one = json.loads(edgepose("predict", samples[0], "-m", yolo11_onnx, "--max-det", "1", "--json", "-").stdout)
+    assert len(low[0]["persons"]) > 4 and len(one[0]["persons"]) == 1
+
+
+def test_info_prints_metadata(yolo11_onnx: Path) -> None:
+    proc = edgepose("info", yolo11_onnx)
+    info = json.loads(proc.stdout)
+    assert info["task"] == "pose" and info["kpt_shape"] == [17, 3] and info["input_shape"] == [640, 640]
+    assert info["keypoint_names"][0] == "nose" and info["source_file"] == "yolo11n-pose.pt"
+
+
+def test_folder_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(samples[0].read_bytes())
+    (tmp_path / "b.jpg").write_text("not an image")
+    proc = edgepose("predict", tmp_path, "-m", yolo11_onnx, "--json", tmp_path / "r.json")
+    assert proc.returncode == InputError.exit_code
+    assert "b.jpg" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 1
+
+
+@pytest.mark.parametrize(
+    "make, code, fragment",
+    [
+        (lambda d: d / "missing.jpg", InputError.exit_code, "no such file"),
+        (lambda d: (d / "text.jpg").write_text("hello") and d / "text.jpg", InputError.exit_code, "not a readable image"),
+        (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", InputError.exit_code, "empty file"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", InputError.exit_code, "no images in folder"),
+    ],
+    ids=["missing", "text-as-jpg", "empty-file", "empty-folder"],
+)
+def test_bad_sources(yolo11_onnx: Path, tmp_path: Path, make, code: int, fragment: str) -> None:
+    assert_one_line_error(edgepose("predict", make(tmp_path), "-m", yolo11_onnx), code, fragment)
+
+
+def test_model_that_is_not_onnx(tmp_path: Path, samples: list[Path]) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_text("definitely not protobuf")
+    assert_one_line_error(edgepose("predict", samples[0], "-m", fake), ModelError.exit_code, "not a loadable ONNX")
+
+
+def test_missing_model(tmp_path: Path, samples: list[Path]) -> None:
+    assert_one_line_error(edgepose("predict", samples[0], "-m", tmp_path / "x.onnx"), ModelError.exit_code, "not found")
+
+
+def test_detection_graph_is_not_a_pose_model(detect_onnx: Path, samples: list[Path]) -> None:
+    proc = edgepose("predict", samples[0], "-m", detect_onnx)
+    assert_one_line_error(proc, ModelError.exit_code, "'detect' model, not a pose model")
+
+
+def test_graph_without_metadata(yolo11_onnx: Path, tmp_path: Path, samples: list[Path]) -> None:
+    import onnx
+
+    graph = onnx.load(str(yolo11_onnx))
+    del graph.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(graph, str(bare))
+    assert_one_line_error(edgepose("predict", samples[0], "-m", bare), ModelError.exit_code, "no Ultralytics/edgepose metadata")
+
+
+@pytest.mark.parametrize("args, fragment", [(["--conf", "2"], "conf must be between 0 and 1"),
+                                            (["--imgsz", "320"], "static graph"),
+                                            (["--max-det", "0"], "max_det must be at least 1"),
+                                            (["--device", "gpu"], "Invalid value for '--device'")])  # fmt: skip
+def test_bad_values(yolo11_onnx: Path, samples: list[Path], args: list[str], fragment: str) -> None:
+    proc = edgepose("predict", samples[0], "-m", yolo11_onnx, *args)
+    assert proc.returncode in (2, InputError.exit_code)
+    assert_one_line_error(proc, proc.returncode, fragment)
+
+
+def test_unavailable_device_falls_back_with_warning(yolo11_onnx: Path, samples: list[Path]) -> None:
+    proc = edgepose("predict", samples[0], "-m", yolo11_onnx, "--device", "cuda", "--json", "-")
+    assert proc.returncode == 0
+    assert "warning: device 'cuda': CUDAExecutionProvider not available" in proc.stderr
+    assert len(json.loads(proc.stdout)[0]["persons"]) == 4
+
+
+def test_dynamic_graph_rounds_imgsz_to_stride(yolo11_dynamic_onnx: Path, samples: list[Path]) -> None:
+    proc = edgepose("predict", samples[1], "-m", yolo11_dynamic_onnx, "--imgsz", "333", "--json", "-")
+    assert proc.returncode == 0 and "using 352" in proc.stderr
+    assert len(json.loads(proc.stdout)[0]["persons"]) >= 1
+
+
+def test_python_api(yolo11_onnx: Path, samples: list[Path]) -> None:
+    import edgepose as ep
+
+    predictor = ep.load(yolo11_onnx)
+    result = predictor(cv2.imread(str(samples[1])))
+    assert len(result) == 2
+    person = max(result.persons, key=lambda p: p.box[0])
+    assert np.array_equal(person.keypoint("left_wrist"), person.keypoint(ep.Keypoint.LEFT_WRIST))
+    assert np.array_equal(person.keypoint(9), person.keypoints[9])
+    with pytest.raises(ep.InputError):
+        predictor(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ep.ModelError):
+        ep.load("nope.onnx")
+    black = predictor(np.zeros((480, 640, 3), np.uint8))
+    assert len(black) == 0

@@ -1,0 +1,84 @@
+"""Export writes a checked graph with Ultralytics' and edgepose's metadata, and fails cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgepose.errors import ExportError
+from edgepose.export import DEFAULT_WEIGHTS_SHA256, export_pose
+from edgepose.metadata import EDGEPOSE_KEYS, ModelMeta, sha256_file
+
+ULTRALYTICS_KEYS = ("task", "stride", "imgsz", "names", "kpt_shape", "batch", "end2end", "args")
+
+
+def _props(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_metadata_has_ultralytics_and_edgepose_keys(yolo11_onnx: Path) -> None:
+    props = _props(yolo11_onnx)
+    assert set(ULTRALYTICS_KEYS) <= set(props)
+    assert set(EDGEPOSE_KEYS) <= set(props)
+    assert json.loads(props["source_sha256"]) == DEFAULT_WEIGHTS_SHA256
+    assert json.loads(props["source_file"]) == "yolo11n-pose.pt"
+    assert json.loads(props["export_settings"])["dynamic"] is False
+    fidelity = json.loads(props["fidelity"])
+    assert fidelity["coord_max_abs_px"] < 0.05 and fidelity["anchors_compared"] > 0
+    meta = ModelMeta.parse(props)
+    assert meta.kpt_shape == (17, 3) and meta.keypoint_names[9] == "left_wrist" and len(meta.skeleton) == 19
+    onnx.checker.check_model(str(yolo11_onnx), full_check=True)
+
+
+def test_ultralytics_still_loads_the_graph(yolo11_onnx: Path, samples: list[Path]) -> None:
+    from edgepose.export.reference import ultralytics_model
+
+    result = ultralytics_model(str(yolo11_onnx)).predict(str(samples[0]), verbose=False, device="cpu")[0]
+    assert result.keypoints.data.shape[1:] == (17, 3) and len(result.boxes) >= 3
+
+
+def test_dynamic_export_has_symbolic_input(yolo11_dynamic_onnx: Path) -> None:
+    dims = onnx.load(str(yolo11_dynamic_onnx)).graph.input[0].type.tensor_type.shape.dim
+    assert not dims[2].HasField("dim_value") and not dims[3].HasField("dim_value")
+
+
+def test_export_leaves_only_the_graph(yolo11_onnx: Path) -> None:
+    assert sorted(p.name for p in yolo11_onnx.parent.iterdir()) == [yolo11_onnx.name]
+    assert len(sha256_file(yolo11_onnx)) == 64
+
+
+def test_unknown_remote_name_fails_offline_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="--weights") as info:
+        export_pose("yolov8n-pose.pt", out=tmp_path)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_checkpoint_path(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="no such checkpoint"):
+        export_pose(tmp_path / "nope" / "x.pt", out=tmp_path / "out")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_text("not a checkpoint")
+    with pytest.raises(ExportError, match="not an Ultralytics checkpoint"):
+        export_pose(bogus, out=tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_detection_checkpoint_is_refused(tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    weights = tmp_path / "yolov8n.pt"
+    YOLO("yolov8n.yaml").save(str(weights))
+    with pytest.raises(ExportError, match="'detect' model, not a pose model"):
+        export_pose(weights, out=tmp_path / "out")
+
+
+def test_bad_imgsz_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="multiple of 32"):
+        export_pose(imgsz=333, out=tmp_path)

@@ -1,0 +1,87 @@
+"""edgepose val computes mAP as Ultralytics' validator does, and agrees with `yolo val` on real data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgepose.keypoints import COCO_SIGMAS
+from edgepose.val import average_precision, box_iou, keypoint_oks, match
+
+from .conftest import COCO8_POSE, require_shared
+
+
+def test_oks_and_iou_equal_ultralytics() -> None:
+    from ultralytics.utils.metrics import box_iou as u_box_iou
+    from ultralytics.utils.metrics import kpt_iou
+
+    rng = np.random.default_rng(1)
+    gt = rng.uniform(0, 100, (5, 17, 3))
+    gt[..., 2] = rng.integers(0, 3, (5, 17))
+    pred = gt[rng.integers(0, 5, 7)] + rng.normal(0, 3, (7, 17, 3))
+    area = rng.uniform(100, 5000, 5)
+    ours = keypoint_oks(gt, pred, area, np.asarray(COCO_SIGMAS))
+    theirs = kpt_iou(torch.tensor(gt), torch.tensor(pred), torch.tensor(area), sigma=list(COCO_SIGMAS)).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    a = np.sort(rng.uniform(0, 100, (6, 2, 2)), axis=1).reshape(6, 4)[:, [0, 2, 1, 3]]
+    b = np.sort(rng.uniform(0, 100, (4, 2, 2)), axis=1).reshape(4, 4)[:, [0, 2, 1, 3]]
+    np.testing.assert_allclose(box_iou(a, b), u_box_iou(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-6)
+
+
+def test_matching_and_ap_equal_ultralytics() -> None:
+    from ultralytics.models.yolo.pose.val import PoseValidator
+    from ultralytics.utils.metrics import ap_per_class
+
+    rng = np.random.default_rng(2)
+    validator = PoseValidator()
+    tps, confs, n_targets = [], [], 0
+    for _ in range(20):
+        sim = rng.uniform(0, 1, (rng.integers(0, 6), rng.integers(0, 9))) ** 0.5
+        ours = match(sim)
+        if sim.size:
+            theirs = validator.match_predictions(torch.zeros(sim.shape[1]), torch.zeros(sim.shape[0]), torch.tensor(sim))
+            np.testing.assert_array_equal(ours, theirs.numpy())
+        tps.append(ours)
+        confs.append(np.sort(rng.uniform(0, 1, sim.shape[1]))[::-1])
+        n_targets += sim.shape[0]
+    tp, conf = np.concatenate(tps), np.concatenate(confs)
+    theirs_ap = ap_per_class(tp, conf, np.zeros(len(conf)), np.zeros(n_targets))[5][0]
+    np.testing.assert_allclose(average_precision(tp, conf, n_targets), theirs_ap, atol=1e-12)
+
+
+def test_perfect_predictions_score_one() -> None:
+    sim = np.eye(3)
+    ap = average_precision(match(sim), np.array([0.9, 0.8, 0.7]), 3)
+    assert np.allclose(ap, 0.995)  # 101-point interpolation tops out at 0.995, as in Ultralytics
+    assert np.allclose(average_precision(match(sim * 0.6), np.array([0.9, 0.8, 0.7]), 3)[3:], 0.0)
+
+
+def test_val_agrees_with_ultralytics_val(yolo11_onnx: Path, tmp_path: Path) -> None:
+    data = require_shared(COCO8_POSE)
+    from edgepose.export.reference import ultralytics_model
+
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "val", data, "-m", yolo11_onnx, "--json",
+                           tmp_path / "val.json"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads((tmp_path / "val.json").read_text())
+    ref = ultralytics_model(str(yolo11_onnx)).val(data=str(data), imgsz=640, batch=1, plots=False, verbose=False,
+                                                  device="cpu", project=str(tmp_path), name="val")  # fmt: skip
+    assert ours["instances"] > 0
+    assert abs(ours["pose_map50_95"] - ref.pose.map) <= 0.005
+    assert abs(ours["pose_map50"] - ref.pose.map50) <= 0.005
+    assert abs(ours["box_map50_95"] - ref.box.map) <= 0.005
+    assert ours["pose_map50_95"] > 0.2  # a real model on real people, not an empty evaluation
+
+
+def test_val_bad_dataset(yolo11_onnx: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "data.yaml"
+    bad.write_text("train: images/train\n")
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "val", bad, "-m", yolo11_onnx], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 3 and proc.stderr.startswith("error:") and "no 'val' split" in proc.stderr
