@@ -105,17 +105,18 @@ def _predictor_options(func: Any) -> Any:
 @click.argument("source", required=False)
 @_predictor_options
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
+@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
 @click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout).")
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images.")
 def predict(source: str | None, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float,
-            json_out: str | None, save: str | None) -> None:  # fmt: skip
+            classifier: str | None, json_out: str | None, save: str | None) -> None:  # fmt: skip
     """Find persons and keypoints in an image or a folder (default: the bundled samples)."""
     from .draw import draw_result
     from .outputs import write_image
     from .predictor import load
     from .sources import list_images, read_image, sample_images
 
-    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
     results, failed = [], []
     for path in _progress(paths, "predict"):
@@ -165,6 +166,59 @@ def val(data: str, model: str, imgsz: int | None, device: str, iou: float, max_d
             f"box mAP50-95 {metrics['box_map50_95']:.4f}  mAP50 {metrics['box_map50']:.4f}"
         )
     _emit_json(json_out, metrics)
+
+
+@cli.command()
+@click.argument("csv_path", metavar="CSV", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="runs/classifier", show_default=True)
+@click.option("--model", "kind", type=click.Choice(["mlp"]), default="mlp", show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default="classifier", show_default=True, help="File stem of the graph and report.")
+def train(csv_path: str, out: str, kind: str, hidden: int, epochs: int, seed: int, name: str) -> None:
+    """Train a keypoint classifier on a CSV (seed split) and export it to ONNX."""
+    from .errors import MissingExtraError
+
+    try:
+        from .export.classifier import train_classifier
+    except ImportError as exc:
+        raise MissingExtraError("export", exc.name or "a dependency") from None
+    report = train_classifier(csv_path, out, model=kind, hidden=hidden, epochs=epochs, seed=seed, name=name)
+    click.echo(f"{report.model}: accuracy {report.accuracy:.4f} on {report.test_rows} held-out rows; "
+               f"2 keypoints missing {report.accuracy_two_missing:.4f}; mirrored {report.accuracy_mirrored:.4f}")  # fmt: skip
+    for label, row in report.per_class.items():
+        click.echo(f"  {label:<12} precision {row['precision']:.3f}  recall {row['recall']:.3f}  n={row['support']}")
+    click.echo(f"confusion (rows truth, columns predicted, {', '.join(report.classes)}): {report.confusion}")
+    click.echo(f"wrote {Path(out) / (name + '.onnx')} and {name}.report.json")
+
+
+@cli.command(name="eval")
+@click.argument("classifier", type=click.Path())
+@click.argument("csv_path", metavar="CSV", type=click.Path())
+@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+def evaluate(classifier: str, csv_path: str, json_out: str | None) -> None:
+    """Accuracy and confusion matrix of a classifier graph on a keypoint CSV."""
+    import numpy as np
+
+    from .classifier import KeypointClassifier, per_class_report
+    from .keypoint_csv import read_table
+
+    clf = KeypointClassifier(classifier)
+    table = read_table(csv_path, clf.keypoint_names)
+    unknown = sorted(set(table.labels) - set(clf.names))
+    if unknown:
+        raise InputError(f"{csv_path}: labels the classifier does not know: {', '.join(unknown)}")
+    truth = np.array([clf.names.index(label) for label in table.labels])
+    pred = clf.probs(table.keypoints).argmax(1)
+    per_class, confusion = per_class_report(truth, pred, clf.names)
+    report = {"classifier": classifier, "csv": csv_path, "rows": len(truth), "classes": clf.names,
+              "accuracy": round(float((truth == pred).mean()), 4), "per_class": per_class,
+              "confusion": confusion}  # fmt: skip
+    if json_out != "-":
+        click.echo(f"accuracy {report['accuracy']:.4f} on {len(truth)} rows")
+        click.echo(f"confusion (rows truth, columns predicted, {', '.join(clf.names)}): {report['confusion']}")
+    _emit_json(json_out, report)
 
 
 @cli.command()

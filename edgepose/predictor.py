@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, open_backend
+from .classifier import KeypointClassifier
 from .errors import InputError, ModelError
 from .metadata import ModelMeta
 from .postprocess import Detections, decode, to_original
@@ -46,6 +47,7 @@ class PosePredictor:
         max_det: int = 300,
         imgsz: int | None = None,
         threads: int | None = None,
+        classifier: str | os.PathLike | None = None,
     ) -> None:
         self.model_path = Path(model)
         self.conf = check_threshold("conf", conf)
@@ -59,6 +61,9 @@ class PosePredictor:
             raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")
         self._check_head()
         self.input_shape, self.rect = self._input_geometry(imgsz)
+        self.classifier = KeypointClassifier(classifier, device=device, threads=threads) if classifier else None
+        if self.classifier:
+            self.classifier.check_layout(self.keypoint_names)
 
     @property
     def keypoint_names(self) -> tuple[str, ...]:
@@ -127,7 +132,8 @@ class PosePredictor:
         persons = [
             Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))
         ]
-        return Result(name, int(image.shape[1]), int(image.shape[0]), persons)
+        result = Result(name, int(image.shape[1]), int(image.shape[0]), persons)
+        return self.classifier.classify(result) if self.classifier else result
 
     __call__ = predict
 

@@ -4,7 +4,8 @@ Schema (a list of these per run)::
 
     {"image": str, "width": int, "height": int,
      "persons": [{"box": [x1, y1, x2, y2], "score": float,
-                  "keypoints": [[x, y, conf], ...K]}]}
+                  "keypoints": [[x, y, conf], ...K],
+                  "label": str, "label_score": float}]}   # label*: only with a classifier
 
 All coordinates are pixels of the original image.
 """
@@ -27,6 +28,8 @@ class Person:
     score: float
     keypoints: np.ndarray
     keypoint_names: tuple[str, ...] = field(repr=False, default=())
+    label: str | None = None  # set when a keypoint classifier is attached
+    label_score: float | None = None
 
     def keypoint(self, which: int | str) -> np.ndarray:
         """One keypoint's (x, y, conf) by index, ``Keypoint`` member or name (``"left_wrist"``)."""
@@ -35,11 +38,14 @@ class Person:
         return self.keypoints[int(which)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in self.keypoints],
         }
+        if self.label is not None:
+            out["label"], out["label_score"] = self.label, round(float(self.label_score or 0.0), 4)
+        return out
 
 
 @dataclass

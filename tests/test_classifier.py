@@ -1,0 +1,126 @@
+"""The shipped yoga classifier: its ONNX contract, its invariances, and the CLI verbs around it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepose
+from edgepose.classifier import KeypointClassifier
+from edgepose.errors import ModelError
+from edgepose.keypoint_csv import columns, read_table
+
+from .conftest import ROOT, SHARED_DATA, require_shared
+
+YOGA = ROOT / "models" / "yoga-classifier.onnx"
+YOGA_CSV = SHARED_DATA / "yoga_pose_keypoint.csv"
+
+
+def run(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def clf() -> KeypointClassifier:
+    return KeypointClassifier(YOGA)
+
+
+def _pose(rng: np.random.Generator, n: int = 6) -> np.ndarray:
+    kpts = np.ones((n, 17, 3), np.float32)
+    kpts[..., :2] = rng.uniform(0.2, 0.8, (n, 17, 2))
+    return kpts
+
+
+def test_contract(clf: KeypointClassifier) -> None:
+    assert clf.names == ["Downdog", "Goddess", "Plank", "Tree", "Warrior2"]
+    assert clf.keypoint_names == edgepose.COCO_KEYPOINTS
+    probs = clf.probs(_pose(np.random.default_rng(0)))
+    assert probs.shape == (6, 5) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert clf.probs(np.zeros((0, 17, 3), np.float32)).shape == (0, 5)
+    assert clf.report["accuracy"] >= 0.96
+
+
+def test_invariant_to_position_and_size(clf: KeypointClassifier) -> None:
+    kpts = _pose(np.random.default_rng(1))
+    moved = kpts.copy()
+    moved[..., :2] = kpts[..., :2] * 0.5 + 0.1
+    np.testing.assert_allclose(clf.probs(kpts), clf.probs(moved), atol=1e-4)
+
+
+def test_low_confidence_is_the_same_as_missing(clf: KeypointClassifier) -> None:
+    kpts = _pose(np.random.default_rng(2))
+    low, zero = kpts.copy(), kpts.copy()
+    low[:, [7, 13], 2] = 0.2
+    zero[:, [7, 13]] = 0
+    np.testing.assert_allclose(clf.probs(low), clf.probs(zero), atol=1e-6)
+
+
+def test_predict_adds_labels(yolo11_onnx: Path, samples: list[Path]) -> None:
+    proc = run("predict", samples[0], "-m", yolo11_onnx, "--classifier", YOGA, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    persons = json.loads(proc.stdout)[0]["persons"]
+    assert len(persons) == 4
+    assert all(p["label"] in KeypointClassifier(YOGA).names and 0.2 < p["label_score"] <= 1 for p in persons)
+
+
+def test_layout_mismatch_is_refused(clf: KeypointClassifier) -> None:
+    with pytest.raises(ModelError, match="expects 17 keypoints"):
+        clf.check_layout(tuple(f"kpt_{i}" for i in range(5)))
+
+
+def test_pose_graph_is_not_a_classifier(yolo11_onnx: Path) -> None:
+    with pytest.raises(ModelError, match="not an edgepose keypoint classifier"):
+        KeypointClassifier(yolo11_onnx)
+
+
+def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
+    data = require_shared(YOGA_CSV)
+    proc = run("eval", YOGA, data, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows"] == 1006 and report["accuracy"] >= 0.96
+    assert np.array(report["confusion"]).sum() == 1006
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    path.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "header, rows, fragment",
+    [
+        (columns()[:-2], [["a.jpg", "Tree", *([0.5] * 32)]], "missing columns right_ankle_x"),
+        (columns(), [["a.jpg", "Tree", *([0.5] * 33), "nan"]], "NaN keypoint value"),
+        (columns(), [["a.jpg", "Tree", *([0.5] * 33), ""]], "empty or not a number"),
+        (columns(), [], "no rows"),
+        (columns(), [["a.jpg", "Headstand", *([0.5] * 34)]], "labels the classifier does not know: Headstand"),
+    ],
+    ids=["missing-columns", "nan", "empty-value", "zero-rows", "unknown-label"],
+)
+def test_bad_csvs(tmp_path: Path, header: list[str], rows: list[list[object]], fragment: str) -> None:
+    proc = run("eval", YOGA, _write_csv(tmp_path / "k.csv", header, rows))
+    assert proc.returncode == 3 and proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_csv_without_conf_marks_placed_points() -> None:
+    table = read_table(require_shared(YOGA_CSV))
+    assert table.keypoints.shape == (1006, 17, 3)
+    assert set(np.unique(table.keypoints[..., 2])) <= {0.0, 1.0}
+
+
+def test_train_cli_writes_graph_and_report(tmp_path: Path) -> None:
+    data = require_shared(YOGA_CSV)
+    proc = run("train", data, "--out", tmp_path, "--epochs", "5", "--name", "quick")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "quick.report.json").read_text())
+    assert report["test_rows"] == 202 and report["extra"]["onnx_vs_torch"]["argmax_equal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.onnx", "quick.report.json"]
+    assert KeypointClassifier(tmp_path / "quick.onnx").names == report["classes"]
