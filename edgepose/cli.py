@@ -169,6 +169,55 @@ def val(data: str, model: str, imgsz: int | None, device: str, iou: float, max_d
 
 
 @cli.command()
+@click.argument("images_dir", type=click.Path())
+@_predictor_options
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV to write.")
+def dataset(images_dir: str, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float,
+            out: str) -> None:  # fmt: skip
+    """Build a keypoint CSV from IMAGES_DIR/<class>/<image> (the most confident person per image)."""
+    import numpy as np
+
+    from .keypoint_csv import KeypointTable, format_table
+    from .outputs import write_bytes_atomic
+    from .predictor import load
+    from .sources import list_images
+
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise InputError(f"not a folder: {root}")
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise InputError(f"{root} has no class sub-folders")
+    jobs = [(folder.name, path) for folder in classes for path in list_images(folder)]  # empty class: error
+    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    names, labels, rows, skipped = [], [], [], []
+    for label, path in _progress(jobs, "dataset"):
+        try:
+            result = predictor(path)
+        except InputError as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
+        if not result.persons:
+            skipped.append(f"{path}: no person found")
+            continue
+        kpts = max(result.persons, key=lambda p: p.score).keypoints.copy()
+        kpts[:, 0] /= result.width
+        kpts[:, 1] /= result.height
+        kpts[kpts[:, 2] < 0.5, :2] = 0  # Ultralytics' xyn convention: an unplaced point is 0,0
+        names.append(path.name)
+        labels.append(label)
+        rows.append(kpts)
+    for message in skipped:
+        click.echo(f"warning: skipped {message}", err=True)
+    if not rows:
+        raise InputError(f"no person found in any image under {root}")
+    table = KeypointTable(names, labels, np.stack(rows))
+    write_bytes_atomic(out, format_table(table, predictor.keypoint_names).encode())
+    click.echo(f"wrote {len(rows)} rows ({len(classes)} classes) to {out}; {len(skipped)} image(s) skipped")
+
+
+@cli.command()
 @click.argument("csv_path", metavar="CSV", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default="runs/classifier", show_default=True)
 @click.option("--model", "kind", type=click.Choice(["mlp"]), default="mlp", show_default=True)

@@ -124,3 +124,26 @@ def test_train_cli_writes_graph_and_report(tmp_path: Path) -> None:
     assert report["test_rows"] == 202 and report["extra"]["onnx_vs_torch"]["argmax_equal"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.onnx", "quick.report.json"]
     assert KeypointClassifier(tmp_path / "quick.onnx").names == report["classes"]
+
+
+def test_dataset_builder_round_trip(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    for label, sample in zip(["Tree", "Plank"], samples):
+        (images / label).mkdir(parents=True)
+        (images / label / sample.name).write_bytes(sample.read_bytes())
+    (images / "Plank" / "black.png").write_bytes(__import__("cv2").imencode(".png", np.zeros((64, 64, 3), np.uint8))[1])
+    out = tmp_path / "k.csv"
+    proc = run("dataset", images, "-m", yolo11_onnx, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "black.png: no person found" in proc.stderr  # reported, not silently dropped
+    table = read_table(out)
+    assert table.labels == ["Plank", "Tree"] and table.keypoints.shape == (2, 17, 3)
+    assert 0 <= table.keypoints[..., :2].min() and table.keypoints[..., :2].max() <= 1
+    assert run("eval", YOGA, out).returncode == 0  # the CSV it writes is one eval reads
+
+
+def test_dataset_builder_refuses_empty_class(yolo11_onnx: Path, tmp_path: Path) -> None:
+    (tmp_path / "images" / "Tree").mkdir(parents=True)
+    proc = run("dataset", tmp_path / "images", "-m", yolo11_onnx, "--out", tmp_path / "k.csv")
+    assert proc.returncode == 3 and proc.stderr.startswith("error:") and "no images in folder" in proc.stderr
+    assert not (tmp_path / "k.csv").exists()
