@@ -13,7 +13,7 @@ import numpy as np
 
 from .backends import OnnxRuntimeBackend
 from .errors import ModelError
-from .metadata import _literal
+from .metadata import parse_value
 from .results import Result
 
 CLASSIFIER_TASK = "pose-classifier"
@@ -25,7 +25,7 @@ class KeypointClassifier:
     def __init__(self, model: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
         self.model_path = Path(model)
         self.backend = OnnxRuntimeBackend(self.model_path, device=device, threads=threads)
-        meta = {k: _literal(v) for k, v in self.backend.metadata.items()}
+        meta = {k: parse_value(v) for k, v in self.backend.metadata.items()}
         if meta.get("task") != CLASSIFIER_TASK:
             raise ModelError(f"{self.model_path} is not an edgepose keypoint classifier (task {meta.get('task')!r})")
         self.names: list[str] = list(meta["names"])

@@ -21,7 +21,7 @@ EDGEPOSE_KEYS = ("keypoint_names", "skeleton", "source_file", "source_sha256", "
                  "edgepose_version", "fidelity")  # fmt: skip
 
 
-def _literal(value: str) -> Any:
+def parse_value(value: str) -> Any:
     """Ultralytics values are Python literals; ours are JSON. Try JSON first (it is stricter)."""
     try:
         return json.loads(value)
@@ -50,7 +50,7 @@ class ModelMeta:
     @classmethod
     def parse(cls, props: Mapping[str, str], source: str = "model") -> "ModelMeta":
         """Build from the raw string map; refuse graphs that are not Ultralytics/edgepose pose models."""
-        raw = {k: _literal(v) for k, v in props.items()}
+        raw = {k: parse_value(v) for k, v in props.items()}
         task = raw.get("task")
         if task is None:
             raise ModelError(
