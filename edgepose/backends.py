@@ -55,7 +55,9 @@ class OnnxRuntimeBackend:
         providers = [p for p in wanted if p in available]
         missing = [p for p in wanted if p not in available]
         if missing and device != "cpu":
-            log.warning(f"device '{device}': {', '.join(missing)} not available in this onnxruntime; using {providers[0]}")
+            log.warning(
+                f"device '{device}': {', '.join(missing)} not available in this onnxruntime; using {providers[0]}"
+            )
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:

@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import click
 
@@ -220,7 +221,14 @@ def dataset(images_dir: str, model: str, imgsz: int | None, device: str, iou: fl
 @cli.command()
 @click.argument("csv_path", metavar="CSV", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default="runs/classifier", show_default=True)
-@click.option("--model", "kind", type=click.Choice(["mlp"]), default="mlp", show_default=True)
+@click.option(
+    "--model",
+    "kind",
+    type=click.Choice(["mlp", "svc"]),
+    default="mlp",
+    show_default=True,
+    help="mlp: the seed's network (--hidden, --epochs); svc: RBF SVC, sigmoid-calibrated.",
+)
 @click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

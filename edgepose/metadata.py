@@ -10,8 +10,9 @@ import ast
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ModelError
 from .keypoints import COCO_KEYPOINTS, COCO_SKELETON
@@ -48,7 +49,7 @@ class ModelMeta:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, props: Mapping[str, str], source: str = "model") -> "ModelMeta":
+    def parse(cls, props: Mapping[str, str], source: str = "model") -> ModelMeta:
         """Build from the raw string map; refuse graphs that are not Ultralytics/edgepose pose models."""
         raw = {k: parse_value(v) for k, v in props.items()}
         task = raw.get("task")
@@ -65,9 +66,7 @@ class ModelMeta:
         imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, float)) else (int(imgsz[0]), int(imgsz[1]))
         names = {int(k): str(v) for k, v in dict(raw.get("names", {0: "person"})).items()}
         default_names = COCO_KEYPOINTS if kpt_shape[0] == len(COCO_KEYPOINTS) else ()
-        kpt_names = tuple(raw.get("keypoint_names") or default_names) or tuple(
-            f"kpt_{i}" for i in range(kpt_shape[0])
-        )
+        kpt_names = tuple(raw.get("keypoint_names") or default_names) or tuple(f"kpt_{i}" for i in range(kpt_shape[0]))
         skeleton = tuple(tuple(e) for e in raw.get("skeleton") or (COCO_SKELETON if default_names else ()))
         return cls(
             task=task,

@@ -129,9 +129,7 @@ class PosePredictor:
         kpts = det.keypoints
         if kpts.shape[-1] == 2:  # graphs without keypoint confidence: report 1 for every placed point
             kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1), np.float32)], axis=-1)
-        persons = [
-            Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))
-        ]
+        persons = [Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))]
         result = Result(name, int(image.shape[1]), int(image.shape[0]), persons)
         return self.classifier.classify(result) if self.classifier else result
 

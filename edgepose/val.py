@@ -8,9 +8,9 @@ agree with theirs for the same predictions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -76,7 +76,11 @@ def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]
     """Ground truth of one image from its YOLO pose label file (missing file = no persons)."""
     k, d = kpt_shape
     path = _label_path(image)
-    rows = np.loadtxt(path, ndmin=2, dtype=np.float64) if path.is_file() and path.stat().st_size else np.zeros((0, 5 + k * d))
+    rows = (
+        np.loadtxt(path, ndmin=2, dtype=np.float64)
+        if path.is_file() and path.stat().st_size
+        else np.zeros((0, 5 + k * d))
+    )
     if rows.shape[1] != 5 + k * d:
         raise InputError(f"{path}: expected {5 + k * d} values per line, got {rows.shape[1]}")
     cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
@@ -99,7 +103,9 @@ def box_iou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None] - inter + eps)
 
 
-def keypoint_oks(gt: np.ndarray, pred: np.ndarray, area: np.ndarray, sigmas: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+def keypoint_oks(
+    gt: np.ndarray, pred: np.ndarray, area: np.ndarray, sigmas: np.ndarray, eps: float = 1e-7
+) -> np.ndarray:
     """OKS matrix (len(gt), len(pred)); only labelled (visibility != 0) ground-truth points count."""
     d = ((gt[:, None, :, :2] - pred[None, :, :, :2]) ** 2).sum(-1)
     mask = gt[..., 2] != 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from edgepose.metadata import sha256_file
 CONF_THRESHOLD = 0.5  # below this a keypoint counts as missing, as Ultralytics' xyn zeroes it
 BODY = np.arange(5, 17)  # shoulders to ankles: the points drop-out removes
 SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
+MODELS = ("mlp", "svc")
+OPSET = 17
 
 
 def _require() -> None:
@@ -36,8 +39,8 @@ def _require() -> None:
             raise MissingExtraError("export", module) from None
 
 
-def build_network(num_keypoints: int, num_classes: int, hidden: int = 256) -> Any:
-    """Features (masking + normalisation) -> the seed's MLP shape (one hidden layer) -> softmax."""
+def pose_features() -> Any:
+    """The in-graph feature step shared by every classifier kind (a torch module)."""
     import torch
     from torch import nn
 
@@ -55,14 +58,21 @@ def build_network(num_keypoints: int, num_classes: int, hidden: int = 256) -> An
             scale = torch.sqrt((rel**2).sum((1, 2)) / count[:, 0]).clamp(min=1e-6)
             return torch.cat([(rel / scale[:, None, None]).flatten(1), mask.flatten(1)], 1)
 
+    return PoseFeatures()
+
+
+def build_network(num_keypoints: int, num_classes: int, hidden: int = 256) -> Any:
+    """Features (masking + normalisation) -> the seed's MLP shape (one hidden layer) -> softmax."""
+    from torch import nn
+
     class Classifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.features = PoseFeatures()
+            self.features = pose_features()
             self.mlp = nn.Sequential(nn.Linear(num_keypoints * 3, hidden), nn.ReLU(), nn.Dropout(0.2),
                                      nn.Linear(hidden, num_classes))  # fmt: skip
 
-        def forward(self, kp: torch.Tensor) -> torch.Tensor:
+        def forward(self, kp: Any) -> Any:
             return self.mlp(self.features(kp))
 
     return Classifier()
@@ -76,7 +86,9 @@ def mirror(kpts: np.ndarray) -> np.ndarray:
     return out
 
 
-def drop_keypoints(kpts: np.ndarray, count: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> np.ndarray:
+def drop_keypoints(
+    kpts: np.ndarray, count: int, rng: np.random.Generator, rows: np.ndarray | None = None
+) -> np.ndarray:
     """Set ``count`` random body keypoints missing (0, 0, conf 0) in each selected row."""
     out = kpts.copy()
     for i in range(len(out)) if rows is None else rows:
@@ -116,7 +128,92 @@ class TrainReport:
         return asdict(self)
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, num_classes: int, hidden: int, epochs: int, seed: int) -> Any:
+class MlpModel:
+    """The trained network; its whole forward pass (features included) exports from torch."""
+
+    kind = "mlp"
+
+    def __init__(self, net: Any, settings: dict[str, Any]) -> None:
+        self.net, self.settings = net, settings
+
+    def probs(self, kpts: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return torch.softmax(self.net(torch.from_numpy(kpts)), 1).numpy()
+
+    def to_onnx(self) -> Any:
+        import torch
+
+        class WithSoftmax(torch.nn.Module):
+            def __init__(self, net: Any) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, keypoints: Any) -> Any:
+                return torch.softmax(self.net(keypoints), 1)
+
+        return _torch_to_onnx(WithSoftmax(self.net).eval(), "probs")
+
+
+class SvcModel:
+    """An sklearn SVC on the same in-graph features: the features export from torch, the SVC
+    from skl2onnx, and the two graphs are joined into one with onnx.compose."""
+
+    kind = "svc"
+
+    def __init__(self, svc: Any, settings: dict[str, Any]) -> None:
+        self.svc, self.settings = svc, settings
+        self.features = pose_features().eval()
+
+    def probs(self, kpts: np.ndarray) -> np.ndarray:
+        return self.svc.predict_proba(_features(self.features, kpts)).astype(np.float32)
+
+    def to_onnx(self) -> Any:
+        import onnx
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType
+
+        features = _torch_to_onnx(self.features, "features")
+        width = self.svc.n_features_in_
+        with warnings.catch_warnings():  # skl2onnx reads SVC attributes sklearn 1.9 marks as deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            svc = convert_sklearn(self.svc, initial_types=[("features", FloatTensorType([None, width]))],
+                                  options={id(self.svc): {"zipmap": False}},
+                                  target_opset={"": OPSET, "ai.onnx.ml": 3})  # fmt: skip
+        svc = onnx.version_converter.convert_version(svc, OPSET)  # skl2onnx picks the lowest opset that works
+        svc.ir_version = features.ir_version
+        svc = onnx.compose.add_prefix(svc, "svc_")
+        merged = onnx.compose.merge_models(features, svc, io_map=[("features", "svc_features")],
+                                           outputs=["svc_probabilities"])  # fmt: skip
+        for node in merged.graph.node:
+            node.output[:] = ["probs" if o == "svc_probabilities" else o for o in node.output]
+        merged.graph.output[0].name = "probs"
+        return merged
+
+
+def _torch_to_onnx(module: Any, output: str) -> Any:
+    """Export a module taking ``keypoints`` [N, 17, 3] with a dynamic batch, as an in-memory proto."""
+    import io
+
+    import onnx
+    import torch
+
+    buffer = io.BytesIO()
+    dummy = torch.zeros(2, len(COCO_KEYPOINTS), 3)
+    torch.onnx.export(module, (dummy,), buffer, input_names=["keypoints"], output_names=[output],
+                      dynamic_axes={"keypoints": {0: "N"}, output: {0: "N"}}, opset_version=OPSET, dynamo=False)  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _features(module: Any, kpts: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return module(torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))).numpy()
+
+
+def train_mlp(x: np.ndarray, y: np.ndarray, num_classes: int, hidden: int, epochs: int, seed: int) -> MlpModel:
     """Class-weighted cross-entropy, AdamW with one-cycle LR, fresh augmentation every epoch."""
     import torch
     from torch import nn
@@ -142,33 +239,33 @@ def train_mlp(x: np.ndarray, y: np.ndarray, num_classes: int, hidden: int, epoch
             loss.backward()
             opt.step()
             sched.step()
-    return net.eval()
+    return MlpModel(net.eval(), {"hidden": hidden, "epochs": epochs, "seed": seed})
 
 
-def torch_probs(net: Any, kpts: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        return torch.softmax(net(torch.from_numpy(kpts)), 1).numpy()
+SVC_COPIES = 4  # augmented copies of the training rows (mirror, drop-out, jitter) beside the originals
 
 
-def export_network(net: Any, path: Path, classes: list[str], report: dict[str, Any], source: dict[str, Any]) -> None:
-    """Write the classifier graph (softmax included) with its metadata, checked by onnx."""
+def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0) -> SvcModel:
+    """RBF SVC with balanced class weights and sigmoid-calibrated probabilities (5-fold), on the
+    in-graph features of the training rows plus augmented copies (SVCs see the data once, so the
+    augmentation is drawn up front)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(seed)
+    xa = np.concatenate([x] + [_augment(x, rng) for _ in range(SVC_COPIES)])
+    ya = np.tile(y, SVC_COPIES + 1)
+    svc = CalibratedClassifierCV(SVC(C=c, gamma="scale", class_weight="balanced"), method="sigmoid", cv=5,
+                                 ensemble=False)  # fmt: skip
+    model = SvcModel(svc, {"C": c, "gamma": "scale", "augmented_copies": SVC_COPIES, "seed": seed})
+    svc.fit(_features(model.features, xa), ya)
+    return model
+
+
+def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, Any], source: dict[str, Any]) -> None:
+    """Give a classifier graph its metadata, check it with onnx and write it."""
     import onnx
-    import torch
 
-    class WithSoftmax(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.net(keypoints), 1)
-
-    dummy = torch.zeros(2, len(COCO_KEYPOINTS), 3)
-    torch.onnx.export(WithSoftmax().eval(), (dummy,), str(path), input_names=["keypoints"], output_names=["probs"],
-                      dynamic_axes={"keypoints": {0: "N"}, "probs": {0: "N"}}, opset_version=17, dynamo=False)  # fmt: skip
-    graph = onnx.load(str(path))
     meta = {
         "task": CLASSIFIER_TASK,
         "names": classes,
@@ -204,8 +301,8 @@ def train_classifier(
     name: str = "classifier",
 ) -> TrainReport:
     """Train on the seed split of a keypoint CSV, report on its hold-out, export ``out/NAME.onnx``."""
-    if model != "mlp":
-        raise InputError(f"unknown classifier model '{model}' (choose from mlp)")
+    if model not in MODELS:
+        raise InputError(f"unknown classifier model '{model}' (choose from {', '.join(MODELS)})")
     _require()
     start = time.perf_counter()
     table = read_table(csv_path)
@@ -213,20 +310,23 @@ def train_classifier(
     if len(classes) < 2:
         raise InputError(f"{csv_path}: needs at least two labels, found {classes}")
     x_train, x_test, y_train, y_test = split_table(table, classes)
-    net = train_mlp(x_train, y_train, len(classes), hidden, epochs, seed)
+    if model == "mlp":
+        trained: MlpModel | SvcModel = train_mlp(x_train, y_train, len(classes), hidden, epochs, seed)
+    else:
+        trained = train_svc(x_train, y_train, seed)
     rng = np.random.default_rng(seed + 1)
 
     def accuracy(kpts: np.ndarray) -> float:
-        return round(float((torch_probs(net, kpts).argmax(1) == y_test).mean()), 4)
+        return round(float((trained.probs(kpts).argmax(1) == y_test).mean()), 4)
 
-    pred = torch_probs(net, x_test).argmax(1)
+    pred = trained.probs(x_test).argmax(1)
     per_class, confusion = per_class_report(y_test, pred, classes)
     report = TrainReport(
         model=model, classes=classes, train_rows=len(y_train), test_rows=len(y_test),
         accuracy=accuracy(x_test), accuracy_two_missing=accuracy(drop_keypoints(x_test, 2, rng)),
         accuracy_mirrored=accuracy(mirror(x_test)), per_class=per_class, confusion=confusion,
         split={**SEED_SPLIT, "stratify": True, "shuffle": True}, seconds=0.0,
-        extra={"hidden": hidden, "epochs": epochs, "seed": seed},
+        extra=dict(trained.settings),
     )  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +334,12 @@ def train_classifier(
     headline = {k: getattr(report, k) for k in ("accuracy", "accuracy_two_missing", "accuracy_mirrored", "test_rows")}
     source = {"csv": Path(csv_path).name, "csv_sha256": sha256_file(csv_path)}
     try:
-        export_network(net, staged, classes, headline, source)
-        agreement = _check_agreement(net, staged, table.keypoints)
+        write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source)
+        agreement = _check_agreement(trained, staged, table.keypoints)
         os.replace(staged, out / f"{name}.onnx")
     finally:
         staged.unlink(missing_ok=True)
-    report.extra["onnx_vs_torch"] = agreement
+    report.extra["onnx_vs_trained"] = agreement
     report.seconds = round(time.perf_counter() - start, 1)
     from edgepose.outputs import write_json
 
@@ -247,11 +347,11 @@ def train_classifier(
     return report
 
 
-def _check_agreement(net: Any, path: Path, kpts: np.ndarray) -> dict[str, Any]:
-    """The graph must give the trained network's argmax on every row and probabilities within 1e-4."""
+def _check_agreement(trained: MlpModel | SvcModel, path: Path, kpts: np.ndarray) -> dict[str, Any]:
+    """The graph must give the trained model's argmax on every row and probabilities within 1e-4."""
     from edgepose.classifier import KeypointClassifier
 
-    ref = torch_probs(net, kpts)
+    ref = trained.probs(kpts)
     got = KeypointClassifier(path).probs(kpts)
     result = {"rows": len(kpts), "argmax_equal": bool((ref.argmax(1) == got.argmax(1)).all()),
               "max_abs_prob": float(np.abs(ref - got).max())}  # fmt: skip

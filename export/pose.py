@@ -76,7 +76,9 @@ def parity_input(imgsz: int, dynamic: bool, stride: int) -> tuple[np.ndarray, st
     return to_tensor(padded), image_path.name
 
 
-def measure_fidelity(onnx_path: Path, tensor: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -> dict[str, Any]:
+def measure_fidelity(
+    onnx_path: Path, tensor: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int
+) -> dict[str, Any]:
     """Max/mean absolute difference between the graph's and PyTorch's head outputs for ``tensor``.
 
     Compared in the head's own units: box and keypoint coordinates in input pixels, scores as
@@ -159,7 +161,10 @@ def export_pose(
         coco = kpt_shape[0] == len(COCO_KEYPOINTS)
         settings = {"format": format, "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
                     "simplify": True, "batch": 1}  # fmt: skip
-        fidelity = {"image": parity_image, **measure_fidelity(exported, tensor, reference, kpt_shape[1], len(yolo.names))}
+        fidelity = {
+            "image": parity_image,
+            **measure_fidelity(exported, tensor, reference, kpt_shape[1], len(yolo.names)),
+        }
         if fidelity["coord_max_abs_px"] > MAX_COORD_DRIFT_PX or fidelity["score_max_abs"] > MAX_SCORE_DRIFT:
             raise ExportError(f"exported graph drifts from PyTorch beyond tolerance: {json.dumps(fidelity)}")
         ours = {

@@ -121,9 +121,25 @@ def test_train_cli_writes_graph_and_report(tmp_path: Path) -> None:
     proc = run("train", data, "--out", tmp_path, "--epochs", "5", "--name", "quick")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "quick.report.json").read_text())
-    assert report["test_rows"] == 202 and report["extra"]["onnx_vs_torch"]["argmax_equal"]
+    assert report["test_rows"] == 202 and report["extra"]["onnx_vs_trained"]["argmax_equal"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.onnx", "quick.report.json"]
     assert KeypointClassifier(tmp_path / "quick.onnx").names == report["classes"]
+
+
+def test_train_svc_exports_under_the_same_contract(tmp_path: Path) -> None:
+    """The SVC graph (torch features + skl2onnx SVC joined with onnx.compose) takes [N,17,3] -> probs
+    and matches sklearn (checked at export); it must still classify with keypoints missing."""
+    data = require_shared(YOGA_CSV)
+    proc = run("train", data, "--model", "svc", "--out", tmp_path, "--name", "svc")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "svc.report.json").read_text())
+    assert report["model"] == "svc" and report["extra"]["onnx_vs_trained"]["max_abs_prob"] <= 1e-4
+    assert report["accuracy"] >= 0.95 and report["accuracy_two_missing"] >= 0.9
+    clf = KeypointClassifier(tmp_path / "svc.onnx")
+    table = read_table(data)
+    probs = clf.probs(table.keypoints[:8])
+    assert probs.shape == (8, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert clf.report["model"] == "svc"
 
 
 def test_dataset_builder_round_trip(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:

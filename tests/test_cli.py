@@ -75,7 +75,11 @@ def test_folder_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Pat
     "make, code, fragment",
     [
         (lambda d: d / "missing.jpg", InputError.exit_code, "no such file"),
-        (lambda d: (d / "text.jpg").write_text("hello") and d / "text.jpg", InputError.exit_code, "not a readable image"),
+        (
+            lambda d: (d / "text.jpg").write_text("hello") and d / "text.jpg",
+            InputError.exit_code,
+            "not a readable image",
+        ),
         (lambda d: (d / "empty.jpg").write_bytes(b"") or d / "empty.jpg", InputError.exit_code, "empty file"),
         (lambda d: (d / "empty").mkdir() or d / "empty", InputError.exit_code, "no images in folder"),
     ],
@@ -107,7 +111,9 @@ def test_graph_without_metadata(yolo11_onnx: Path, tmp_path: Path, samples: list
     del graph.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(graph, str(bare))
-    assert_one_line_error(edgepose("predict", samples[0], "-m", bare), ModelError.exit_code, "no Ultralytics/edgepose metadata")
+    assert_one_line_error(
+        edgepose("predict", samples[0], "-m", bare), ModelError.exit_code, "no Ultralytics/edgepose metadata"
+    )
 
 
 @pytest.mark.parametrize("args, fragment", [(["--conf", "2"], "conf must be between 0 and 1"),

@@ -43,7 +43,9 @@ def test_yolo11_matches_ultralytics(yolo11_weights: Path, graph: str, rect: bool
     assert err.mean() <= 0.5
 
 
-def test_yolov8_architecture_decodes_like_ultralytics(yolov8_weights: Path, yolov8_onnx: Path, samples: list[Path]) -> None:
+def test_yolov8_architecture_decodes_like_ultralytics(
+    yolov8_weights: Path, yolov8_onnx: Path, samples: list[Path]
+) -> None:
     """Untrained v8 weights score whole regions alike, so NMS on ties is arbitrary: compare every
     candidate instead (iou=1.0 suppresses nothing), which checks decode and rescale of the v8 head."""
     from edgepose.export.reference import ultralytics_model

@@ -44,7 +44,9 @@ def test_matching_and_ap_equal_ultralytics() -> None:
         sim = rng.uniform(0, 1, (rng.integers(0, 6), rng.integers(0, 9))) ** 0.5
         ours = match(sim)
         if sim.size:
-            theirs = validator.match_predictions(torch.zeros(sim.shape[1]), torch.zeros(sim.shape[0]), torch.tensor(sim))
+            theirs = validator.match_predictions(
+                torch.zeros(sim.shape[1]), torch.zeros(sim.shape[0]), torch.tensor(sim)
+            )
             np.testing.assert_array_equal(ours, theirs.numpy())
         tps.append(ours)
         confs.append(np.sort(rng.uniform(0, 1, sim.shape[1]))[::-1])
