@@ -1,7 +1,8 @@
 """Inference engines behind one tiny interface: ``run(tensor) -> head output``.
 
 Everything else (letterbox, decode, NMS, rescale) is shared and lives outside the backend, so a
-new engine adds only its load and its inference call.
+new engine adds only its load and its inference call. onnxruntime runs ``.onnx`` graphs;
+OpenVINO (optional install) runs IR (``.xml`` + ``.bin``, or a folder holding one) and ``.onnx``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import InputError, MissingExtraError, ModelError
 
 # edgepose's device names -> onnxruntime execution providers, in preference order.
 ORT_PROVIDERS: dict[str, list[str]] = {
@@ -25,9 +26,14 @@ ORT_PROVIDERS: dict[str, list[str]] = {
 }
 
 
+BACKENDS = ("auto", "onnxruntime", "openvino")
+OPENVINO_HINTS = ("latency", "throughput")
+
+
 class Backend(Protocol):
     """What the predictor needs from an engine."""
 
+    name: str
     metadata: dict[str, str]
     input_shape: tuple[int | None, int | None]  # (h, w); None where the graph is dynamic
     output_channels: int | None  # channels of the head output; None where dynamic
@@ -39,8 +45,19 @@ class Backend(Protocol):
 log = logging.getLogger("edgepose")
 
 
+def _fixed(dim: object) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 class OnnxRuntimeBackend:
     """An ONNX graph in an onnxruntime session with the requested execution providers."""
+
+    name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -49,7 +66,7 @@ class OnnxRuntimeBackend:
         if not path.is_file():
             raise ModelError(f"model not found: {path}")
         if device not in ORT_PROVIDERS:
-            raise ModelError(f"unknown device '{device}' (choose from {', '.join(ORT_PROVIDERS)})")
+            raise InputError(f"unknown device '{device}' (choose from {', '.join(ORT_PROVIDERS)})")
         wanted = ORT_PROVIDERS[device]
         available = set(ort.get_available_providers())
         providers = [p for p in wanted if p in available]
@@ -65,23 +82,109 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for any bad file
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path} is not a loadable ONNX graph: {reason[:200]}") from None
+            raise ModelError(f"{path} is not a loadable ONNX graph: {_first_line(exc)}") from None
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         h, w = inp.shape[2:4] if len(inp.shape) == 4 else (None, None)
-        self.input_shape = (h if isinstance(h, int) else None, w if isinstance(w, int) else None)
+        self.input_shape = (_fixed(h), _fixed(w))
         out = self.session.get_outputs()[0]
         self.output_names = [out.name]
-        channels = out.shape[1] if len(out.shape) == 3 else None
-        self.output_channels = channels if isinstance(channels, int) else None
+        self.output_channels = _fixed(out.shape[1]) if len(out.shape) == 3 else None
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run(self.output_names, {self.input_name: tensor})[0]
 
 
-def open_backend(path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> Backend:
-    """Pick the engine for a model file by its form (``.onnx`` today; OpenVINO IR joins here)."""
-    return OnnxRuntimeBackend(path, device=device, threads=threads)
+def ir_files(path: Path) -> tuple[Path, Path]:
+    """The ``.xml`` and ``.bin`` of an OpenVINO IR given as either file or as the folder holding it."""
+    if path.is_dir():
+        xmls = sorted(path.glob("*.xml"))
+        if len(xmls) != 1:
+            raise ModelError(f"{path}: expected one OpenVINO .xml in the folder, found {len(xmls)}")
+        path = xmls[0]
+    return path, path.with_suffix(".bin")
+
+
+class OpenVinoBackend:
+    """An ONNX graph or IR compiled by OpenVINO for a device in OpenVINO's names (CPU, GPU, NPU, AUTO).
+
+    ``hint`` maps to OpenVINO's PERFORMANCE_HINT: ``latency`` for one frame at a time,
+    ``throughput`` for several requests in flight (``requests`` is OpenVINO's choice for it).
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike, device: str = "CPU", threads: int | None = None,
+                 hint: str = "latency") -> None:  # fmt: skip
+        try:
+            import openvino as ov
+        except ImportError:
+            raise MissingExtraError("openvino", "openvino") from None
+        path = Path(path)
+        if not path.exists():
+            raise ModelError(f"model not found: {path}")
+        if hint not in OPENVINO_HINTS:
+            raise InputError(f"unknown performance hint '{hint}' (choose from {', '.join(OPENVINO_HINTS)})")
+        self.core = ov.Core()
+        device = device.upper()
+        known = [*self.core.available_devices, "AUTO", "MULTI", "HETERO"]
+        if device.split(":")[0] not in {d.split(".")[0] for d in known}:
+            raise InputError(f"OpenVINO device '{device}' not available here (available: {', '.join(known)})")
+        if path.suffix == ".onnx":
+            xml, weights = path, None
+        else:
+            xml, weights = ir_files(path)
+            if not weights.is_file():
+                raise ModelError(f"{xml}: its weights file {weights.name} is missing")
+        try:
+            model = self.core.read_model(str(xml)) if weights is None else self.core.read_model(str(xml), str(weights))
+        except Exception as exc:  # OpenVINO raises RuntimeError with multi-line C++ text for any bad file
+            raise ModelError(f"{path} is not a loadable OpenVINO/ONNX model: {_first_line(exc)}") from None
+        self.metadata = {**_rt_section(model, "framework"), **_rt_section(model, "edgepose")}
+        config: dict[str, object] = {"PERFORMANCE_HINT": hint.upper()}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            self.compiled = self.core.compile_model(model, device, config)
+        except Exception as exc:
+            raise ModelError(f"OpenVINO could not compile {path.name} for {device}: {_first_line(exc)}") from None
+        self.request = self.compiled.create_infer_request()
+        self.providers = [f"OpenVINO:{device}"]
+        shape = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape]
+        self.input_shape = (dims[2], dims[3]) if len(dims) == 4 else (None, None)
+        out = model.outputs[0].get_partial_shape()
+        self.output_channels = out[1].get_length() if len(out) == 3 and out[1].is_static else None
+        self.hint = hint
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: tensor}, share_inputs=True)[0].copy()
+
+
+def _rt_section(model: object, section: str) -> dict[str, str]:
+    """One section of a model's rt_info as strings (ONNX metadata_props arrive under 'framework')."""
+    if not model.has_rt_info([section]):  # type: ignore[attr-defined]
+        return {}
+    values = model.get_rt_info([section]).astype(dict)  # type: ignore[attr-defined]
+    return {key: value.astype(str) for key, value in values.items()}
+
+
+def resolve_backend(path: str | os.PathLike, backend: str = "auto") -> str:
+    """``auto``: IR (an .xml, or a folder) runs on OpenVINO, an .onnx file on onnxruntime."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if backend != "auto":
+        return backend
+    path = Path(path)
+    return "openvino" if path.suffix == ".xml" or path.is_dir() else "onnxruntime"
+
+
+def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | None = None,
+                 threads: int | None = None, hint: str = "latency") -> Backend:  # fmt: skip
+    """Open a model file with the engine that runs it; ``device`` is in that engine's names
+    (onnxruntime: cpu, cuda, tensorrt, openvino, coreml; OpenVINO: CPU, GPU, NPU, AUTO)."""
+    if resolve_backend(path, backend) == "openvino":
+        return OpenVinoBackend(path, device=device or "CPU", threads=threads, hint=hint)
+    return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads)

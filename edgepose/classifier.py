@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import OnnxRuntimeBackend
+from .backends import open_backend
 from .errors import ModelError
 from .metadata import parse_value
 from .results import Result
@@ -22,9 +22,10 @@ CLASSIFIER_TASK = "pose-classifier"
 class KeypointClassifier:
     """A classifier graph with its class names and the keypoint layout it expects."""
 
-    def __init__(self, model: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, model: str | os.PathLike, device: str | None = None, threads: int | None = None,
+                 backend: str = "auto") -> None:  # fmt: skip
         self.model_path = Path(model)
-        self.backend = OnnxRuntimeBackend(self.model_path, device=device, threads=threads)
+        self.backend = open_backend(self.model_path, backend, device=device, threads=threads)
         meta = {k: parse_value(v) for k, v in self.backend.metadata.items()}
         if meta.get("task") != CLASSIFIER_TASK:
             raise ModelError(f"{self.model_path} is not an edgepose keypoint classifier (task {meta.get('task')!r})")

@@ -6,6 +6,7 @@ Every failure ends as one ``error: ...`` line on stderr and the exit code of its
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -17,10 +18,11 @@ from typing import Any
 import click
 
 from . import __version__
+from .backends import BACKENDS, OPENVINO_HINTS
 from .errors import EdgeposeError, InputError
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
-DEVICES = ("cpu", "cuda", "tensorrt", "openvino", "coreml")
+ENGINE_OPTIONS = ("backend", "device", "threads", "hint")
 
 
 class _StderrFormatter(logging.Formatter):
@@ -90,16 +92,28 @@ def export(weights: str | None, fmt: str, imgsz: int, dynamic: bool, opset: int 
 
 
 def _predictor_options(func: Any) -> Any:
-    """Options shared by every verb that runs the pose graph."""
+    """Options shared by every verb that runs the pose graph; the engine's arrive as one ``engine`` dict."""
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        return func(engine={k: kwargs.pop(k) for k in ENGINE_OPTIONS}, **kwargs)
+
     for option in reversed([
-        click.option("--model", "-m", default=DEFAULT_POSE_MODEL, show_default=True, help="Exported pose graph."),
+        click.option("--model", "-m", default=DEFAULT_POSE_MODEL, show_default=True,
+                     help="Pose graph: .onnx, or OpenVINO IR (.xml or its folder)."),
         click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs."),
-        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     help="auto: OpenVINO for IR, onnxruntime for .onnx."),
+        click.option("--device", default=None,
+                     help="onnxruntime: cpu (default), cuda, tensorrt, openvino, coreml; OpenVINO: CPU (default), GPU, NPU, AUTO."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: engine's)."),
+        click.option("--hint", type=click.Choice(OPENVINO_HINTS), default="latency", show_default=True,
+                     help="OpenVINO performance hint."),
         click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold."),
         click.option("--max-det", type=int, default=300, show_default=True),
     ]):  # fmt: skip
-        func = option(func)
-    return func
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @cli.command()
@@ -109,7 +123,7 @@ def _predictor_options(func: Any) -> Any:
 @click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
 @click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout).")
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images.")
-def predict(source: str | None, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float,
+def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
             classifier: str | None, json_out: str | None, save: str | None) -> None:  # fmt: skip
     """Find persons and keypoints in an image or a folder (default: the bundled samples)."""
     from .draw import draw_result
@@ -117,7 +131,7 @@ def predict(source: str | None, model: str, imgsz: int | None, device: str, iou:
     from .predictor import load
     from .sources import list_images, read_image, sample_images
 
-    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
+    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
     results, failed = [], []
     for path in _progress(paths, "predict"):
@@ -150,14 +164,14 @@ def predict(source: str | None, model: str, imgsz: int | None, device: str, iou:
 @click.option("--conf", type=float, default=0.001, show_default=True, help="Score threshold (as yolo val).")
 @click.option("--split", default="val", show_default=True)
 @click.option("--json", "json_out", default=None, help="Write the metrics here ('-' for stdout).")
-def val(data: str, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float, split: str,
+def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float, split: str,
         json_out: str | None) -> None:  # fmt: skip
     """Pose and box mAP on a YOLO-format pose dataset, computed as 'yolo val pose' does."""
     from .predictor import load
     from .val import evaluate, load_dataset
 
     images, kpt_shape = load_dataset(data, split)
-    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
     metrics = evaluate(predictor, images, kpt_shape, conf=conf, progress=lambda x: _progress(list(x), "val"))
     metrics = {"model": model, "data": data, **metrics}
     if json_out != "-":
@@ -174,7 +188,7 @@ def val(data: str, model: str, imgsz: int | None, device: str, iou: float, max_d
 @_predictor_options
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV to write.")
-def dataset(images_dir: str, model: str, imgsz: int | None, device: str, iou: float, max_det: int, conf: float,
+def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
             out: str) -> None:  # fmt: skip
     """Build a keypoint CSV from IMAGES_DIR/<class>/<image> (the most confident person per image)."""
     import numpy as np
@@ -191,7 +205,7 @@ def dataset(images_dir: str, model: str, imgsz: int | None, device: str, iou: fl
     if not classes:
         raise InputError(f"{root} has no class sub-folders")
     jobs = [(folder.name, path) for folder in classes for path in list_images(folder)]  # empty class: error
-    predictor = load(model, device=device, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
     names, labels, rows, skipped = [], [], [], []
     for label, path in _progress(jobs, "dataset"):
         try:

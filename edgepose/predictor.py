@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Backend, open_backend
+from .backends import Backend, open_backend, resolve_backend
 from .classifier import KeypointClassifier
 from .errors import InputError, ModelError
 from .metadata import ModelMeta
@@ -35,19 +35,23 @@ class PosePredictor:
     """A loaded pose graph with its thresholds. Call it on a BGR image or an image path.
 
     A static graph is fed its fixed input size (square letterbox); a dynamic one gets Ultralytics'
-    minimal-padding rectangle at ``imgsz`` (rounded up to the stride).
+    minimal-padding rectangle at ``imgsz`` (rounded up to the stride). ``backend`` is ``auto``
+    (by file form), ``onnxruntime`` or ``openvino``; ``device`` is in that engine's names.
+    One predictor holds one inference request: use one per thread.
     """
 
     def __init__(
         self,
         model: str | os.PathLike,
-        device: str = "cpu",
+        device: str | None = None,
         conf: float = 0.25,
         iou: float = 0.7,
         max_det: int = 300,
         imgsz: int | None = None,
         threads: int | None = None,
         classifier: str | os.PathLike | None = None,
+        backend: str = "auto",
+        hint: str = "latency",
     ) -> None:
         self.model_path = Path(model)
         self.conf = check_threshold("conf", conf)
@@ -55,13 +59,17 @@ class PosePredictor:
         if max_det < 1:
             raise InputError(f"max_det must be at least 1, got {max_det}")
         self.max_det = int(max_det)
-        self.backend: Backend = open_backend(self.model_path, device=device, threads=threads)
+        self.backend: Backend = open_backend(self.model_path, backend, device=device, threads=threads, hint=hint)
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
         if self.meta.end2end:
             raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")
         self._check_head()
         self.input_shape, self.rect = self._input_geometry(imgsz)
-        self.classifier = KeypointClassifier(classifier, device=device, threads=threads) if classifier else None
+        self.classifier = None
+        if classifier:  # on the pose model's engine and device when it can run there, else on its default
+            same = resolve_backend(classifier, backend) == self.backend.name
+            self.classifier = KeypointClassifier(classifier, backend=self.backend.name if same else "auto",
+                                                 device=device if same else None, threads=threads)  # fmt: skip
         if self.classifier:
             self.classifier.check_layout(self.keypoint_names)
 

@@ -119,7 +119,7 @@ def test_graph_without_metadata(yolo11_onnx: Path, tmp_path: Path, samples: list
 @pytest.mark.parametrize("args, fragment", [(["--conf", "2"], "conf must be between 0 and 1"),
                                             (["--imgsz", "320"], "static graph"),
                                             (["--max-det", "0"], "max_det must be at least 1"),
-                                            (["--device", "gpu"], "Invalid value for '--device'")])  # fmt: skip
+                                            (["--device", "gpu"], "unknown device 'gpu'")])  # fmt: skip
 def test_bad_values(yolo11_onnx: Path, samples: list[Path], args: list[str], fragment: str) -> None:
     proc = edgepose("predict", samples[0], "-m", yolo11_onnx, *args)
     assert proc.returncode in (2, InputError.exit_code)
