@@ -1,0 +1,138 @@
+"""How far one pose model's results are from another's on the same real images.
+
+Used by ``edgepose compare A B`` and by the accuracy report of every optimised export: persons are
+matched by box IoU, then each keypoint the reference is sure of (conf >= 0.5) is measured in
+pixels of the original image. Labels are compared when both sides carry a classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import MissingExtraError
+from .postprocess import Detections
+from .results import Result
+from .sources import read_image
+from .val import box_iou
+
+MATCH_IOU = 0.5
+SURE_KEYPOINT = 0.5
+
+
+class Model(Protocol):
+    """What compare needs of either side: edgepose's PosePredictor, or the Ultralytics adapter."""
+
+    def predict(self, image: np.ndarray, name: str = "") -> Result: ...
+
+    def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections: ...
+
+
+def match_persons(ref: Result, got: Result) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching by box IoU (highest first), pairs at IoU >= 0.5."""
+    if not ref.persons or not got.persons:
+        return []
+    iou = box_iou(np.stack([p.box for p in ref.persons]), np.stack([p.box for p in got.persons]))
+    pairs = []
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        i, j = np.unravel_index(flat, iou.shape)
+        if iou[i, j] < MATCH_IOU:
+            break
+        if all(i != a and j != b for a, b, _ in pairs):
+            pairs.append((int(i), int(j), float(iou[i, j])))
+    return pairs
+
+
+def _stats(values: np.ndarray) -> dict[str, float | int]:
+    if values.size == 0:
+        return {"n": 0, "mean": 0.0, "p95": 0.0, "max": 0.0}
+    return {"n": int(values.size), "mean": round(float(values.mean()), 4),
+            "p95": round(float(np.percentile(values, 95)), 4), "max": round(float(values.max()), 4)}  # fmt: skip
+
+
+def compare_results(pairs: Iterable[tuple[Result, Result]]) -> dict[str, Any]:
+    """Detection agreement and keypoint drift (pixels) of ``got`` against ``ref``, image by image."""
+    matched = missed = extra = label_same = label_total = 0
+    ious, drift, names = [], [], ()
+    for ref, got in pairs:
+        matches = match_persons(ref, got)
+        matched += len(matches)
+        missed += len(ref.persons) - len(matches)
+        extra += len(got.persons) - len(matches)
+        for i, j, iou in matches:
+            a, b = ref.persons[i], got.persons[j]
+            names = a.keypoint_names or names
+            ious.append(iou)
+            sure = a.keypoints[:, 2] >= SURE_KEYPOINT
+            d = np.full(len(a.keypoints), np.nan)
+            d[sure] = np.linalg.norm(a.keypoints[sure, :2] - b.keypoints[sure, :2], axis=1)
+            drift.append(d)
+            if a.label is not None and b.label is not None:
+                label_total += 1
+                label_same += a.label == b.label
+    per_kpt = np.array(drift) if drift else np.zeros((0, len(names)))
+    report: dict[str, Any] = {
+        "persons": {"matched": matched, "missed": missed, "extra": extra},
+        "box_iou_mean": round(float(np.mean(ious)), 4) if ious else None,
+        "keypoint_drift_px": _stats(per_kpt[~np.isnan(per_kpt)]),
+        "per_keypoint_drift_px": {name: _stats(col[~np.isnan(col)]) for name, col in zip(names, per_kpt.T)},
+    }
+    if label_total:
+        report["labels"] = {"compared": label_total, "same": label_same}
+    return report
+
+
+def compare_models(
+    ref: Model,
+    got: Model,
+    images: list[Path],
+    progress: Callable[[list[Path]], Iterable[Path]] = lambda x: x,
+) -> dict[str, Any]:
+    """Run both models on every image and compare (``ref`` is the one trusted)."""
+    pairs = []
+    for path in progress(images):
+        image = read_image(path)
+        pairs.append((ref.predict(image, name=str(path)), got.predict(image, name=str(path))))
+    return {"images": len(images), **compare_results(pairs)}
+
+
+def open_model(path: str, conf: float = 0.25, imgsz: int | None = None, **engine: Any) -> Model:
+    """An edgepose predictor for a graph, or Ultralytics' own predict for a ``.pt`` checkpoint
+    (which needs the export extra: the runtime never unpickles a checkpoint itself)."""
+    if path.endswith(".pt"):
+        try:
+            from .export.reference import UltralyticsPredictor
+        except ImportError as exc:
+            raise MissingExtraError("export", exc.name or "a dependency") from None
+        return UltralyticsPredictor(path, conf=conf, imgsz=imgsz or 640)
+    from .predictor import load
+
+    return load(path, conf=conf, imgsz=imgsz, **engine)
+
+
+def accuracy_report(
+    ref: str,
+    got: str,
+    images: list[Path],
+    data: str | None = None,
+    progress: Callable[[list[Path]], Iterable[Path]] = lambda x: x,
+    **options: Any,
+) -> dict[str, Any]:
+    """Keypoint drift and detection agreement of ``got`` against ``ref`` on images; with a YOLO
+    pose dataset yaml, the OKS mAP of both (at conf 0.001, as ``val``)."""
+    from .val import evaluate, load_dataset
+
+    models = [open_model(path, **options) for path in (ref, got)]
+    report: dict[str, Any] = {"reference": ref, "candidate": got, **compare_models(*models, images, progress)}
+    if data:
+        val_images, kpt_shape = load_dataset(data)
+        report["map"] = {
+            name: evaluate(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
+            for name, path in (("reference", ref), ("candidate", got))
+        }
+        delta = report["map"]["candidate"]["pose_map50_95"] - report["map"]["reference"]["pose_map50_95"]
+        report["map"]["pose_map50_95_delta"] = round(delta, 4)
+    return report

@@ -1,0 +1,131 @@
+"""``edgepose export``: a checkpoint or an edgepose ONNX graph -> the requested format and precision.
+
+Every graph goes through ONNX first (checked against PyTorch in pose.py); OpenVINO IR, FP16 and
+INT8 graphs are then derived from that ONNX graph and each one's drift from it is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgepose.errors import InputError
+from edgepose.integrity import write_checksum
+from edgepose.metadata import ModelMeta, parse_value, sha256_file
+from edgepose.sources import list_images
+
+from .pose import ExportReport, export_pose, head_drift, parity_input, run_onnx
+
+FORMATS = ("onnx", "openvino")
+
+
+def export_model(
+    weights: str | os.PathLike | None = None,
+    format: str = "onnx",
+    imgsz: int = 640,
+    dynamic: bool = False,
+    opset: int | None = None,
+    out: str | os.PathLike = "models",
+    half: bool = False,
+    int8: bool = False,
+    calib: str | os.PathLike | None = None,
+    keep_head_float: bool = True,
+) -> list[ExportReport]:
+    """Export and return one report per graph written (the ONNX source first, then what derives from it)."""
+    if format not in FORMATS:
+        raise InputError(f"unknown format '{format}' (choose from {', '.join(FORMATS)})")
+    if half and int8:
+        raise InputError("--half and --int8 are exclusive")
+    if half and format != "openvino":
+        raise InputError("--half applies to --format openvino (FP16 IR weights)")
+    if int8 and calib is None:
+        raise InputError("--int8 needs --calib DIR: a folder of real images to calibrate on (300+ recommended)")
+    if int8:
+        if not Path(calib).is_dir():
+            raise InputError(f"calibration folder not found: {calib}")
+        list_images(calib)  # refuses a folder without images before anything is written
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reports: list[ExportReport] = []
+    if weights is not None and Path(weights).suffix == ".onnx":
+        source = Path(weights)
+        if not source.is_file():
+            raise InputError(f"no such file: {source}")
+        if format == "onnx" and not int8:
+            raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
+    else:
+        reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out))
+        source = Path(reports[0].path)
+    if format == "onnx" and not int8:
+        return reports
+    start = time.perf_counter()
+    from .openvino import onnx_metadata, read_onnx, save_ir
+
+    props = onnx_metadata(source)
+    pose = parse_value(props["task"]) == "pose"
+    if int8 and not pose:
+        raise InputError("--int8 applies to pose graphs; a classifier graph is already tiny")
+    meta = ModelMeta.parse(props, source=str(source)) if pose else None
+    tensors, parity = [], None
+    if pose:
+        assert meta is not None
+        shape = parse_value(props.get("export_settings", "{}")).get("imgsz") or max(meta.imgsz)
+        if parse_value(props.get("export_settings", "{}")).get("dynamic"):
+            raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
+        parity, _ = parity_input(int(shape), False, meta.stride)
+        if int8:
+            from .quantize import calibration_tensors
+
+            tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
+    if format == "onnx":
+        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_head_float)
+    else:
+        precision = "int8" if int8 else "fp16" if half else "fp32"
+        if int8:
+            from .quantize import quantize_ir
+
+            model, settings = quantize_ir(source, tensors, keep_head_float)
+        else:
+            model, settings = read_onnx(source), {}
+        path, fidelity = save_ir(model, source, out, precision, settings, parity)
+    artefact = next(path.glob("*.xml")) if path.is_dir() else path
+    reports.append(ExportReport(
+        path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
+        settings={"format": format, "precision": "int8" if int8 else "fp16" if half else "fp32", **settings},
+        fidelity=fidelity, seconds=round(time.perf_counter() - start, 2),
+    ))  # fmt: skip
+    return reports
+
+
+def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, keep_head_float: bool) -> tuple:
+    """Quantise, give the graph its source's metadata plus its own settings and drift, write atomically."""
+    import onnx
+
+    from .quantize import quantize_onnx
+
+    final = out / f"{source.stem}_int8.onnx"
+    work = Path(tempfile.mkdtemp(prefix=".edgepose-int8-", dir=out))
+    try:
+        staged = work / final.name
+        settings = quantize_onnx(source, staged, tensors, keep_head_float)
+        fidelity = head_drift(run_onnx(staged, parity), run_onnx(source, parity), meta.kpt_shape[1], len(meta.names))
+        fidelity["input_shape"] = list(parity.shape)
+        model = onnx.load(str(staged))
+        props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+        export_settings = {**parse_value(props.get("export_settings", "{}")), **settings, "precision": "int8",
+                           "source_graph": source.name, "source_graph_sha256": sha256_file(source)}  # fmt: skip
+        props.update(export_settings=json.dumps(export_settings), fidelity=json.dumps(fidelity))
+        del model.metadata_props[:]
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(staged))
+        os.replace(staged, final)
+        write_checksum(final)  # what `--verify` checks the graph against
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final, fidelity, settings

@@ -1,0 +1,128 @@
+"""INT8 pose graphs from real calibration images: ONNX (onnxruntime.quantization, static QDQ) and
+OpenVINO IR (NNCF post-training quantisation).
+
+Both routes keep the head's decode arithmetic (DFL, anchor offsets, stride multiplies, sigmoids:
+every node of the head module outside its ``cv*`` conv branches) and the last conv of each branch
+(whose outputs are box/keypoint offsets in pixels) in float by default. Quantising them too took
+the onnxruntime route's pose mAP50-95 on coco8-pose from 0.32 to 0.00 and made the keypoint
+offsets useless; ``benchmarks/int8_accuracy.py`` measures both choices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepose.errors import ExportError, InputError
+from edgepose.metadata import ModelMeta
+from edgepose.preprocess import letterbox, to_tensor
+from edgepose.sources import list_images, read_image
+
+log = logging.getLogger("edgepose")
+RECOMMENDED_CALIBRATION_IMAGES = 300
+
+
+def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: tuple[int, int]) -> list[np.ndarray]:
+    """Every readable image of the folder, letterboxed to the graph's input as the runtime does."""
+    folder = Path(calib)
+    if not folder.is_dir():
+        raise InputError(f"calibration folder not found: {folder}")
+    paths = list_images(folder)
+    tensors = []
+    for path in paths:
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            log.warning(f"calibration: skipping {exc}")
+            continue
+        padded, _ = letterbox(image, input_shape, stride=meta.stride, auto=False)
+        tensors.append(to_tensor(padded))
+    if not tensors:
+        raise InputError(f"no readable images in calibration folder: {folder}")
+    if len(tensors) < RECOMMENDED_CALIBRATION_IMAGES:
+        log.warning(
+            f"calibrating on {len(tensors)} image(s); {RECOMMENDED_CALIBRATION_IMAGES} or more are recommended "
+            "for stable INT8 ranges (check the accuracy report)"
+        )
+    return tensors
+
+
+def head_float_nodes(onnx_path: Path) -> list[str]:
+    """Names of the head nodes to keep in float: the head module is the one producing the graph
+    output (``/model.23/`` in YOLO11n-pose); its decode nodes and each ``cv*`` branch's last conv
+    (``cv4.0/cv4.0.2/Conv``); the rest of the ``cv*`` branches is left to quantise."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producer = next(n for n in graph.node if graph.output[0].name in n.output)
+    parts = producer.name.split("/")
+    if len(parts) < 3:
+        return []
+    prefix = "/".join(parts[:2]) + "/"
+    branch_output = re.compile(re.escape(prefix) + r"cv\d\.\d+/cv\d\.\d+\.\d+/Conv$")
+    names = []
+    for node in graph.node:
+        if not node.name.startswith(prefix):
+            continue
+        inside = node.name[len(prefix) :]
+        last_conv = branch_output.match(node.name) and node.name.split("/")[-2].endswith(".2")
+        if not inside.startswith("cv") or last_conv:
+            names.append(node.name)
+    return names
+
+
+def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_head_float: bool = True) -> dict:
+    """Static QDQ quantisation (per-channel int8 weights, uint8 activations, MinMax calibration)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self.items = iter([{name: t} for t in tensors])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        excluded = head_float_nodes(prepared) if keep_head_float else []
+        import onnx
+
+        input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+        try:
+            quantize_static(str(prepared), str(target), Reader(input_name), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            nodes_to_exclude=excluded)  # fmt: skip
+        except Exception as exc:  # onnxruntime.quantization raises assorted types
+            raise ExportError(f"onnxruntime quantisation failed: {str(exc).splitlines()[0][:200]}") from None
+    return {"route": "onnxruntime.quantization", "format": "QDQ", "weights": "int8 per-channel",
+            "activations": "uint8", "calibration": "MinMax", "images": len(tensors),
+            "float_nodes": len(excluded)}  # fmt: skip
+
+
+def quantize_ir(source: Path, tensors: list[np.ndarray], keep_head_float: bool = True) -> tuple[Any, dict]:
+    """NNCF post-training quantisation of the ONNX graph read by OpenVINO (mixed preset)."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(source))
+    excluded = head_float_nodes(source) if keep_head_float else []
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bar: stdout is for --json - output
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(tensors),
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(tensors),
+            ignored_scope=nncf.IgnoredScope(names=excluded, validate=False) if excluded else None,
+        )
+    return quantized, {"route": "nncf", "preset": "mixed", "images": len(tensors), "float_nodes": len(excluded)}

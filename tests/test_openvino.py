@@ -1,0 +1,172 @@
+"""OpenVINO IR (FP32/FP16/INT8) and INT8 ONNX: exported from the real graph, measured against it,
+loadable by every runtime verb, and refused cleanly when the inputs are wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.classifier import KeypointClassifier
+from edgepose.compare import compare_models
+from edgepose.predictor import load
+
+from .conftest import COCO8_POSE, ROOT, require_shared
+
+CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
+
+
+def edgepose(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def export(*args: object) -> dict:
+    proc = edgepose("export", *args, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    return report[-1] if isinstance(report, list) else report
+
+
+@pytest.fixture(scope="module")
+def calib(samples: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    for sample in samples:
+        shutil.copy(sample, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ir(yolo11_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(
+        export("--weights", yolo11_onnx, "--format", "openvino", "--out", tmp_path_factory.mktemp("ir"))["path"]
+    )
+
+
+@pytest.fixture(scope="module")
+def optimised(yolo11_onnx: Path, calib: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """FP16 IR, INT8 ONNX and INT8 IR of the same graph."""
+    out = tmp_path_factory.mktemp("optimised")
+    return {
+        "fp16_ir": Path(export("--weights", yolo11_onnx, "--format", "openvino", "--half", "--out", out)["path"]),
+        "int8_onnx": Path(export("--weights", yolo11_onnx, "--int8", "--calib", calib, "--out", out)["path"]),
+        "int8_ir": Path(
+            export("--weights", yolo11_onnx, "--format", "openvino", "--int8", "--calib", calib, "--out", out)["path"]
+        ),  # fmt: skip
+    }
+
+
+def test_ir_matches_onnxruntime_on_real_images(yolo11_onnx: Path, ir: Path, samples: list[Path]) -> None:
+    assert sorted(p.suffix for p in ir.iterdir()) == [".bin", ".sha256", ".sha256", ".xml"]  # + sidecars
+    report = compare_models(load(yolo11_onnx), load(ir), samples)
+    assert report["persons"] == {"matched": 6, "missed": 0, "extra": 0}
+    assert report["keypoint_drift_px"]["mean"] <= 0.5 and report["keypoint_drift_px"]["max"] <= 0.5
+
+
+def test_ir_carries_the_graphs_metadata(yolo11_onnx: Path, ir: Path) -> None:
+    predictor = load(ir)
+    assert predictor.backend.name == "openvino" and predictor.meta.kpt_shape == (17, 3)
+    settings = json.loads(predictor.backend.metadata["export_settings"])
+    assert settings["format"] == "openvino" and settings["precision"] == "fp32"
+    assert settings["source_graph"] == yolo11_onnx.name
+    assert json.loads(predictor.backend.metadata["fidelity"])["coord_max_abs_px"] < 0.05
+
+
+def test_classifier_ir_gives_identical_labels(ir: Path, samples: list[Path], tmp_path: Path) -> None:
+    clf_ir = Path(export("--weights", CLASSIFIER, "--format", "openvino", "--out", tmp_path)["path"])
+    onnx_labels = [[p.label for p in load(ir, classifier=CLASSIFIER)(s).persons] for s in samples]
+    ir_labels = [[p.label for p in load(ir, classifier=clf_ir)(s).persons] for s in samples]
+    assert ir_labels == onnx_labels and all(onnx_labels)
+    kpts = np.random.default_rng(1).uniform(0, 1, (64, 17, 3)).astype(np.float32)
+    a, b = KeypointClassifier(CLASSIFIER).probs(kpts), KeypointClassifier(clf_ir).probs(kpts)
+    assert (a.argmax(1) == b.argmax(1)).all() and np.abs(a - b).max() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["fp16_ir", "int8_onnx", "int8_ir"])
+def test_optimised_graphs_load_in_predict_and_stay_close(
+    kind: str, optimised: dict[str, Path], yolo11_onnx: Path, samples: list[Path]
+) -> None:
+    proc = edgepose("predict", "--model", optimised[kind], "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert [len(r["persons"]) for r in json.loads(proc.stdout)] in ([4, 2], [4, 3], [5, 2])
+    report = compare_models(load(yolo11_onnx), load(optimised[kind]), samples)
+    assert report["persons"]["matched"] >= 5
+    # FP16 weights barely move; INT8 (2 calibration images here) stays within a few pixels on average.
+    assert report["keypoint_drift_px"]["mean"] <= (0.5 if kind == "fp16_ir" else 8.0)
+
+
+@pytest.mark.parametrize("kind", ["fp16_ir", "int8_onnx", "int8_ir"])
+def test_optimised_graphs_load_in_val(kind: str, optimised: dict[str, Path]) -> None:
+    data = require_shared(COCO8_POSE)
+    proc = edgepose("val", data, "--model", optimised[kind], "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["pose_map50_95"] > 0.2
+
+
+@pytest.mark.parametrize("kind", ["fp16_ir", "int8_onnx", "int8_ir"])
+def test_optimised_graphs_load_in_bench(kind: str, optimised: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = edgepose("bench", "--model", optimised[kind], "--runs", "2", "--warmup", "0", "--no-cold-start",
+                    "--json", out)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (target,) = json.loads(out.read_text())["targets"]
+    assert target["status"] == "ok" and target["backend"] == ("onnxruntime" if kind == "int8_onnx" else "openvino")
+
+
+def test_int8_keeps_head_float(optimised: dict[str, Path]) -> None:
+    settings = json.loads(load(optimised["int8_onnx"]).backend.metadata["export_settings"])
+    assert settings["precision"] == "int8" and settings["float_nodes"] > 0 and settings["images"] == 2
+
+
+def test_compare_cli_reports_drift_and_map(yolo11_onnx: Path, ir: Path) -> None:
+    data = require_shared(COCO8_POSE)
+    proc = edgepose("compare", yolo11_onnx, ir, "--data", data, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["persons"]["missed"] == 0 and report["keypoint_drift_px"]["n"] > 0
+    assert set(report["per_keypoint_drift_px"]) >= {"nose", "left_ankle"}
+    assert abs(report["map"]["pose_map50_95_delta"]) < 0.005
+
+
+def test_compare_against_pytorch(yolo11_weights: Path, yolo11_onnx: Path) -> None:
+    proc = edgepose("compare", yolo11_weights, yolo11_onnx, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["persons"] == {"matched": 6, "missed": 0, "extra": 0}
+    assert report["keypoint_drift_px"]["max"] < 0.05
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert fragment in proc.stderr
+
+
+def test_int8_without_calib_is_refused(yolo11_onnx: Path, tmp_path: Path) -> None:
+    assert_one_line_error(edgepose("export", "--weights", yolo11_onnx, "--int8", "--out", tmp_path), 3,
+                          "--int8 needs --calib")  # fmt: skip
+    assert not list(tmp_path.iterdir())
+
+
+def test_calibration_folder_without_images_is_refused(yolo11_onnx: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "calib"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    out = tmp_path / "out"
+    proc = edgepose(
+        "export", "--weights", yolo11_onnx, "--format", "openvino", "--int8", "--calib", empty, "--out", out
+    )
+    assert_one_line_error(proc, 3, "no images in folder")
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_ir_without_its_bin_is_refused(ir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(ir, broken)
+    next(broken.glob("*.bin")).unlink()
+    assert_one_line_error(edgepose("predict", "--model", broken), 4, "weights file")
