@@ -1,0 +1,549 @@
+"""The README's bad-input table, row by row, as a user meets it.
+
+Each invalid row: the CLI (a subprocess) exits with the documented code and ONE stderr line that
+starts with ``error:`` and holds the documented fragment, no traceback, nothing written to the
+output paths it was given; the Python API raises edgepose's own type with the same fragment.
+Valid-but-unusual inputs (grayscale, palette, RGBA, CMYK, 16-bit, 1x1, 10000x10000, black) must
+work, converted as a reference converter does. Every bad file is made here from the real photos.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+import edgepose
+from edgepose.classifier import KeypointClassifier
+from edgepose.errors import InputError, ModelError, PartialFailure
+from edgepose.keypoint_csv import columns, read_table
+from edgepose.outputs import write_json
+from edgepose.sources import list_images, read_image
+from edgepose.val import box_iou
+
+from .conftest import ROOT
+from .test_cli import assert_one_line_error
+
+YOGA = ROOT / "models" / "yoga-classifier.onnx"
+API_ERRORS = {InputError.exit_code: InputError, ModelError.exit_code: ModelError}
+
+
+def edgepose_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+
+
+# ---- real files, made from the bundled photos ----------------------------------------------------
+
+
+def bus() -> np.ndarray:
+    return cv2.imread(str(edgepose.sources.sample_images()[0]))
+
+
+def png_bytes(width: int, height: int, rows: Callable[[], bytes], color_type: int = 0) -> bytes:
+    """A PNG written chunk by chunk (8-bit; ``rows()`` gives one filtered row), so a huge image
+    costs only its compressed size here."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    comp = zlib.compressobj(1)
+    idat = b"".join(comp.compress(rows()) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def bomb_png(path: Path, side: int = 12000) -> Path:
+    """A real, valid grayscale PNG of side x side zeros: 0.6 MB on disk, 432 MB decoded to BGR."""
+    row = bytes(side + 1)
+    path.write_bytes(png_bytes(side, side, lambda: row))
+    return path
+
+
+def half_of(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def reversed_layout_classifier(path: Path) -> Path:
+    """The shipped classifier relabelled as trained on another keypoint order (a real layout mismatch)."""
+    import onnx
+
+    graph = onnx.load(str(YOGA))
+    for prop in graph.metadata_props:
+        if prop.key == "keypoint_names":
+            prop.value = json.dumps(list(reversed(edgepose.COCO_KEYPOINTS)))
+    onnx.save(graph, str(path))
+    return path
+
+
+def flip_byte(src: Path, dst: Path) -> Path:
+    """A copy of a model and its sidecar with one byte of the model changed (weights, near the end)."""
+    data = bytearray(src.read_bytes())
+    data[-1000] ^= 0x01
+    dst.write_bytes(bytes(data))
+    (dst.parent / (dst.name + ".sha256")).write_text((src.parent / (src.name + ".sha256")).read_text())
+    return dst
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    path.write_text("\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+    return path
+
+
+# ---- the table ----------------------------------------------------------------------------------
+
+
+class Ctx:
+    """What a row needs: a fresh folder, an output folder that must stay empty, graphs on demand."""
+
+    def __init__(self, tmp: Path, request: pytest.FixtureRequest) -> None:
+        self.tmp, self.out, self.request = tmp, tmp / "out", request
+
+    def __getattr__(self, fixture: str) -> Any:  # ctx.yolo11_onnx, ctx.detect_onnx, ...
+        return self.request.getfixturevalue(fixture)
+
+    def file(self, name: str, data: bytes | str) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def predict(self, source: object, *extra: object, model: object = None) -> list[object]:
+        return ["predict", source, "-m", model or self.yolo11_onnx, "--json", self.out / "r.json",
+                "--save", self.out / "annotated", *extra]  # fmt: skip
+
+    def load(self, **kwargs: Any) -> edgepose.PosePredictor:
+        return edgepose.load(kwargs.pop("model", self.yolo11_onnx), **kwargs)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    code: int
+    fragment: str
+    make: Callable[[Ctx], tuple[list[object], Callable[[], Any] | None]]  # -> CLI args, API call (or None)
+
+
+ROWS: list[Row] = []
+
+
+def row(id: str, code: int, fragment: str) -> Callable:
+    def register(make: Callable) -> Callable:
+        ROWS.append(Row(id, code, fragment, make))
+        return make
+
+    return register
+
+
+# images
+@row("missing-path", 3, "no such file")
+def _(ctx: Ctx):
+    src = ctx.tmp / "missing.jpg"
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("empty-file", 3, "empty file")
+def _(ctx: Ctx):
+    src = ctx.file("empty.jpg", b"")
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("truncated-jpeg", 3, "not a readable image")
+def _(ctx: Ctx):
+    src = ctx.file("cut.jpg", half_of(edgepose.sources.sample_images()[0].read_bytes()))
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("truncated-png", 3, "corrupt PNG, truncated in its IDAT chunk")
+def _(ctx: Ctx):
+    src = ctx.file("cut.png", half_of(cv2.imencode(".png", bus())[1].tobytes()))
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("text-named-jpg", 3, "not a readable image")
+def _(ctx: Ctx):
+    src = ctx.file("notes.jpg", "this is not a JPEG\n")
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("decompression-bomb", 3, "image too large: 12000x12000 is over the limit of 134217728 pixels")
+def _(ctx: Ctx):
+    src = bomb_png(ctx.tmp / "bomb.png")
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
+@row("empty-folder", 3, "no images in folder")
+def _(ctx: Ctx):
+    (ctx.tmp / "empty").mkdir()
+    (ctx.tmp / "empty" / "notes.txt").write_text("no images here")
+    return ctx.predict(ctx.tmp / "empty"), lambda: list_images(ctx.tmp / "empty")
+
+
+# models
+@row("model-missing", 4, "model not found")
+def _(ctx: Ctx):
+    return ctx.predict(ctx.samples[0], model=ctx.tmp / "x.onnx"), lambda: ctx.load(model=ctx.tmp / "x.onnx")
+
+
+@row("model-not-onnx", 4, "not a loadable ONNX graph")
+def _(ctx: Ctx):
+    model = ctx.file("model.onnx", "definitely not protobuf")
+    return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("model-pytorch-checkpoint", 4, "edgepose loads only .onnx graphs or OpenVINO IR")
+def _(ctx: Ctx):  # the real yolo11n-pose.pt: refused by form, never unpickled
+    return ctx.predict(ctx.samples[0], model=ctx.yolo11_weights), lambda: ctx.load(model=ctx.yolo11_weights)
+
+
+@row("model-truncated-onnx", 4, "not a loadable ONNX graph")
+def _(ctx: Ctx):
+    model = ctx.file("cut.onnx", half_of(ctx.yolo11_onnx.read_bytes()))
+    return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("model-detection", 4, "'detect' model, not a pose model")
+def _(ctx: Ctx):
+    return ctx.predict(ctx.samples[0], model=ctx.detect_onnx), lambda: ctx.load(model=ctx.detect_onnx)
+
+
+@row("model-segmentation", 4, "'segment' model, not a pose model")
+def _(ctx: Ctx):
+    return ctx.predict(ctx.samples[0], model=ctx.segment_onnx), lambda: ctx.load(model=ctx.segment_onnx)
+
+
+@row("model-without-metadata", 4, "no Ultralytics/edgepose metadata (no 'task' key)")
+def _(ctx: Ctx):
+    import onnx
+
+    graph = onnx.load(str(ctx.yolo11_onnx))
+    del graph.metadata_props[:]
+    onnx.save(graph, str(model := ctx.tmp / "bare.onnx"))
+    return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("openvino-ir-without-bin", 4, "its weights file pose.bin is missing")
+def _(ctx: Ctx):
+    xml = ctx.yolo11_ir_without_bin
+    return ctx.predict(ctx.samples[0], model=xml), lambda: ctx.load(model=xml)
+
+
+@row("classifier-layout-mismatch", 4, "expects 17 keypoints (right_ankle, left_ankle, right_knee, ...)")
+def _(ctx: Ctx):
+    clf = reversed_layout_classifier(ctx.tmp / "mpii-order.onnx")
+    return ctx.predict(ctx.samples[0], "--classifier", clf), lambda: ctx.load(classifier=clf)
+
+
+@row("pose-graph-as-classifier", 4, "not an edgepose keypoint classifier")
+def _(ctx: Ctx):
+    csv = write_csv(ctx.tmp / "k.csv", columns(), [["a.jpg", "Tree", *([0.5] * 34)]])
+    return ["eval", ctx.yolo11_onnx, csv, "--json", ctx.out / "r.json"], lambda: KeypointClassifier(ctx.yolo11_onnx)
+
+
+@row("verify-modified-model", 4, "sha256 mismatch")
+def _(ctx: Ctx):
+    model = flip_byte(ctx.yolo11_onnx, ctx.tmp / "pose.onnx")
+    return ctx.predict(ctx.samples[0], "--verify", model=model), lambda: ctx.load(model=model, verify=True)
+
+
+@row("verify-modified-classifier", 4, "sha256 mismatch")
+def _(ctx: Ctx):
+    clf = flip_byte(YOGA, ctx.tmp / "yoga.onnx")
+    return ctx.predict(ctx.samples[0], "--verify", "-c", clf), lambda: ctx.load(classifier=clf, verify=True)
+
+
+@row("verify-without-sidecar", 4, "no checksum sidecar pose.onnx.sha256")
+def _(ctx: Ctx):
+    model = ctx.file("pose.onnx", ctx.yolo11_onnx.read_bytes())
+    return ctx.predict(ctx.samples[0], "--verify", model=model), lambda: ctx.load(model=model, verify=True)
+
+
+# keypoint CSVs (eval; dataset and train read them the same way)
+def _csv_row(id: str, fragment: str, header: list[str], rows: list[list[object]], api: bool = True) -> None:
+    @row(id, 3, fragment)
+    def _(ctx: Ctx):
+        csv = write_csv(ctx.tmp / "k.csv", header, rows)
+        return ["eval", YOGA, csv, "--json", ctx.out / "r.json"], (lambda: read_table(csv)) if api else None
+
+
+_csv_row("csv-missing-columns", "missing columns right_ankle_x", columns()[:-2], [["a.jpg", "Tree", *([0.5] * 32)]])
+_csv_row("csv-nan", "NaN keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "nan"]])
+_csv_row(
+    "csv-empty-value", "a keypoint value is empty or not a number", columns(), [["a.jpg", "Tree", *([0.5] * 33), ""]]
+)
+_csv_row("csv-zero-rows", "no rows", columns(), [])
+# the label check needs the classifier's classes: it is part of `eval`, which has no API twin
+_csv_row("csv-unknown-label", "labels the classifier does not know: Headstand", columns(),
+         [["a.jpg", "Headstand", *([0.5] * 34)]], api=False)  # fmt: skip
+
+
+@row("csv-missing-file", 3, "no such CSV")
+def _(ctx: Ctx):
+    return ["eval", YOGA, ctx.tmp / "none.csv"], lambda: read_table(ctx.tmp / "none.csv")
+
+
+@row("dataset-empty-class-folder", 3, "no images in folder")
+def _(ctx: Ctx):
+    (ctx.tmp / "images" / "Tree").mkdir(parents=True)
+    args = ["dataset", ctx.tmp / "images", "-m", ctx.yolo11_onnx, "--out", ctx.out / "k.csv"]
+    return args, lambda: list_images(ctx.tmp / "images" / "Tree")
+
+
+# CLI values
+def _value_row(id: str, code: int, fragment: str, args: list[str], api: dict[str, Any] | None) -> None:
+    @row(id, code, fragment)
+    def _(ctx: Ctx):
+        return ctx.predict(ctx.samples[0], *args), (lambda: ctx.load(**api)) if api is not None else None
+
+
+_value_row("conf-2", 3, "conf must be between 0 and 1, got 2.0", ["--conf", "2"], {"conf": 2.0})
+_value_row("iou-negative", 3, "iou must be between 0 and 1, got -0.1", ["--iou", "-0.1"], {"iou": -0.1})
+_value_row("max-det-0", 3, "max_det must be at least 1, got 0", ["--max-det", "0"], {"max_det": 0})
+_value_row("imgsz-0", 3, "imgsz must be at least the stride 32, got 0", ["--imgsz", "0"], {"imgsz": 0})
+_value_row("imgsz-333-static-graph", 3, "is a static graph of 640x640; re-export with --dynamic",
+           ["--imgsz", "333"], {"imgsz": 333})  # fmt: skip
+_value_row("device-unknown", 3, "unknown device 'gpu'", ["--device", "gpu"], {"device": "gpu"})
+_value_row("threads-0", 2, "Invalid value for '--threads': 0 is not in the range x>=1", ["--threads", "0"], None)
+_value_row("conf-not-a-number", 2, "'abc' is not a valid float", ["--conf", "abc"], None)
+
+
+@row("save-is-a-file", 2, "Invalid value for '--save'")
+def _(ctx: Ctx):
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--save", ctx.file("taken", "a file")], None
+
+
+@row("json-under-a-file", 3, "is a file, not a folder")
+def _(ctx: Ctx):
+    target = ctx.file("taken", "a file") / "r.json"
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--json", target], lambda: write_json(target, [])
+
+
+@pytest.fixture(scope="module")
+def segment_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Ultralytics *segmentation* graph (YOLOv8n-seg architecture), to be refused as not-pose."""
+    from ultralytics import YOLO
+
+    weights = tmp_path_factory.mktemp("segment") / "yolov8n-seg.pt"
+    YOLO("yolov8n-seg.yaml").save(str(weights))
+    return Path(YOLO(str(weights)).export(format="onnx", imgsz=160))
+
+
+@pytest.fixture(scope="module")
+def yolo11_ir_without_bin(yolo11_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The exported graph as OpenVINO IR, with its .bin then deleted (a half-copied model)."""
+    import openvino as ov
+
+    xml = tmp_path_factory.mktemp("ir") / "pose.xml"
+    ov.save_model(ov.convert_model(str(yolo11_onnx)), str(xml), compress_to_fp16=False)
+    xml.with_suffix(".bin").unlink()
+    return xml
+
+
+@pytest.mark.parametrize("case", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input_row(case: Row, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    ctx = Ctx(tmp_path, request)
+    args, api = case.make(ctx)
+    assert_one_line_error(edgepose_cli(*args), case.code, case.fragment)
+    assert not ctx.out.exists() or not any(ctx.out.rglob("*")), "an output was written for a failed run"
+    if api is not None:
+        with pytest.raises(API_ERRORS[case.code], match=re.escape(case.fragment)):
+            api()
+
+
+def test_every_row_is_in_the_readme() -> None:
+    """The README's table and this one list the same rows (by id), so neither drifts."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [r.id for r in ROWS if f"`{r.id}`" not in readme]
+    assert not missing, f"rows not in README.md: {missing}"
+
+
+# ---- valid but unusual: must work, converted correctly ------------------------------------------
+
+
+def image_kinds(folder: Path) -> dict[str, np.ndarray]:
+    """Write bus.jpg as every valid kind; return the BGR uint8 a correct reader must give for each."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = bus()
+    rgb = Image.fromarray(np.ascontiguousarray(image[..., ::-1]))
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(0)
+    expected: dict[str, np.ndarray] = {}
+    cv2.imwrite(str(folder / "gray.png"), gray)
+    expected["gray.png"] = np.repeat(gray[..., None], 3, axis=2)
+    alpha = np.tile(np.linspace(0, 255, image.shape[1]).astype(np.uint8), (image.shape[0], 1))
+    cv2.imwrite(str(folder / "rgba.png"), np.dstack([image, alpha]))
+    expected["rgba.png"] = image  # alpha dropped, colour kept (not blended): what cv2.imread gives Ultralytics
+    palette = rgb.quantize(256)
+    palette.save(folder / "palette.png")
+    expected["palette.png"] = np.asarray(palette.convert("RGB"))[..., ::-1]
+    rgb.convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    expected["cmyk.jpg"] = np.asarray(Image.open(folder / "cmyk.jpg").convert("RGB"))[..., ::-1]
+    high = image.astype(np.uint16) * 256 + rng.integers(0, 256, image.shape, dtype=np.uint16)
+    cv2.imwrite(str(folder / "color16.png"), high)
+    expected["color16.png"] = image  # scaled by 1/256 (the high byte): clipping would give all 255
+    cv2.imwrite(str(folder / "gray16.png"), high[..., 1])
+    expected["gray16.png"] = np.repeat(image[..., 1:2], 3, axis=2)
+    cv2.imwrite(str(folder / "gray.jpg"), gray, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    expected["gray.jpg"] = np.repeat(cv2.imread(str(folder / "gray.jpg"), cv2.IMREAD_GRAYSCALE)[..., None], 3, axis=2)
+    return expected
+
+
+def test_valid_image_kinds_decode_like_the_reference(tmp_path: Path) -> None:
+    for name, want in image_kinds(tmp_path).items():
+        got = read_image(tmp_path / name)
+        assert got.dtype == np.uint8 and got.shape == (1080, 810, 3), name
+        tolerance = 1 if name == "cmyk.jpg" else 0  # Pillow and libjpeg round CMYK->RGB differently by 1
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= tolerance, name
+
+
+def test_valid_image_kinds_find_the_same_persons(yolo11_onnx: Path, tmp_path: Path) -> None:
+    image_kinds(tmp_path / "kinds")
+    reference = edgepose.load(yolo11_onnx)(bus())
+    proc = edgepose_cli("predict", tmp_path / "kinds", "-m", yolo11_onnx, "--json", "-")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == 7
+    ref_boxes = np.array([p.box for p in reference.persons])
+    for result in results:
+        name, boxes = Path(result["image"]).name, np.array([p["box"] for p in result["persons"]])
+        assert len(boxes) == len(ref_boxes) == 4, name
+        if name in ("rgba.png", "color16.png"):  # decoded to bus.jpg's very pixels: the very same persons
+            np.testing.assert_allclose(boxes, ref_boxes, atol=0.01, err_msg=name)  # JSON: 2 decimals
+        else:  # lossy kinds (gray, 256 colours, CMYK): the same persons; the one cut by the frame edge moves most
+            assert box_iou(ref_boxes, boxes).max(1).min() > 0.8, name
+
+
+def test_one_pixel_and_black_frames_give_zero_persons(yolo11_onnx: Path, tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "one.png"), bus()[:1, :1])
+    cv2.imwrite(str(tmp_path / "black.jpg"), np.zeros((480, 640, 3), np.uint8))
+    proc = edgepose_cli("predict", tmp_path, "-m", yolo11_onnx, "--json", "-")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert [(r["width"], r["height"], r["persons"]) for r in json.loads(proc.stdout)] == [(640, 480, []), (1, 1, [])]
+    predictor = edgepose.load(yolo11_onnx)
+    assert len(predictor(np.zeros((1, 1, 3), np.uint8))) == 0
+    assert len(predictor(np.zeros((1080, 1920, 3), np.uint8))) == 0
+
+
+@pytest.mark.parametrize("array", [np.zeros((64, 64), np.uint8), np.zeros((64, 64, 4), np.uint8),
+                                   np.zeros((64, 64, 3), np.float32), np.zeros((0, 0, 3), np.uint8)],
+                         ids=["2d", "4-channel", "float", "empty"])  # fmt: skip
+def test_api_refuses_arrays_that_are_not_bgr_uint8(yolo11_onnx: Path, array: np.ndarray) -> None:
+    with pytest.raises(InputError, match=r"expected a BGR uint8 image of shape \(h, w, 3\)"):
+        edgepose.load(yolo11_onnx)(array)
+
+
+def _peak_rss_mb(args: list[object], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI in a fresh interpreter and return its result and its own peak RSS (MB).
+
+    VmHWM of the child's own address space: ``ru_maxrss`` would not do, Linux carries the parent's
+    high-water mark across fork+exec (here pytest's, with torch loaded)."""
+    code = (
+        "import re, sys\nfrom pathlib import Path\nfrom edgepose.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', Path('/proc/self/status').read_text())[1]\n"
+        "print(f'peak_rss_kb={hwm}', file=sys.stderr)\nsys.exit(code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
+    peak = int(re.search(r"peak_rss_kb=(\d+)", proc.stderr)[1]) / 1024
+    proc.stderr = re.sub(r"peak_rss_kb=\d+\n", "", proc.stderr)
+    return proc, peak
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc (Linux only)")
+def test_huge_image_works_in_bounded_memory(yolo11_onnx: Path, tmp_path: Path) -> None:
+    """10000x10000 works and finds what the photo holds; a decompression bomb is refused before decoding.
+
+    Bound: decoding costs OpenCV ~6 bytes per pixel at peak (the 3-byte image and a decoder
+    buffer), so the default limit of 2**27 pixels caps an image at ~0.8 GB over the baseline."""
+    image = bus()
+    scale = 10000 / image.shape[0]
+    big = np.zeros((10000, 10000, 3), np.uint8)
+    big[:, :7500] = cv2.resize(image, (7500, 10000), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    del big
+    base, base_peak = _peak_rss_mb(["predict", edgepose.sources.sample_images()[0], "-m", yolo11_onnx, "--json", "-"])
+    proc, peak = _peak_rss_mb(["predict", tmp_path / "big.jpg", "-m", yolo11_onnx, "--json", "-"])
+    assert base.returncode == 0 and proc.returncode == 0, proc.stderr
+    ref = np.array([p["box"] for p in json.loads(base.stdout)[0]["persons"]]) * scale
+    got = json.loads(proc.stdout)[0]
+    assert (got["width"], got["height"]) == (10000, 10000)
+    ious = box_iou(ref, np.array([p["box"] for p in got["persons"]])).max(1)
+    assert len(got["persons"]) == 4 and ious.min() > 0.6 and np.median(ious) > 0.95, ious  # edge person moves most
+    assert peak - base_peak < 7 * 10000 * 10000 / 2**20, f"{peak - base_peak:.0f} MB over the baseline"
+    bomb, bomb_peak = _peak_rss_mb(["predict", bomb_png(tmp_path / "bomb.png"), "-m", yolo11_onnx])
+    assert_one_line_error(bomb, 3, "image too large")
+    assert bomb_peak - base_peak < 50, f"the bomb cost {bomb_peak - base_peak:.0f} MB: it was decoded"
+
+
+def test_pixel_limit_is_configurable(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "EDGEPOSE_MAX_PIXELS": "100000"}
+    proc = edgepose_cli("predict", samples[0], "-m", yolo11_onnx, env=env)
+    assert_one_line_error(proc, 3, "image too large: 810x1080 is over the limit of 100000 pixels")
+    with pytest.raises(InputError, match="over the limit of 1000 pixels"):
+        read_image(samples[0], max_pixels=1000)
+
+
+# ---- folders: bad files are reported and skipped, the rest processed ----------------------------
+
+
+def test_folder_mixing_images_and_other_files(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    for s in samples:
+        (tmp_path / s.name).write_bytes(s.read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image, not an image suffix")
+    (tmp_path / "README").write_text("no suffix")
+    (tmp_path / "sub.jpg").mkdir()  # a folder with an image suffix
+    proc = edgepose_cli("predict", tmp_path, "-m", yolo11_onnx, "--json", "-")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["bus.jpg", "zidane.jpg"]
+
+
+def test_folder_with_bad_files_keeps_going(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(samples[0].read_bytes())
+    (src / "b.jpg").write_text("not an image")
+    (src / "c.png").write_bytes(half_of(cv2.imencode(".png", bus())[1].tobytes()))
+    (src / "d.jpg").write_bytes(samples[1].read_bytes())
+    out = tmp_path / "out"
+    proc = edgepose_cli("predict", src, "-m", yolo11_onnx, "--json", out / "r.json", "--save", out / "annotated")
+    assert proc.returncode == PartialFailure.exit_code == 6
+    lines = proc.stderr.splitlines()
+    assert lines == [f"warning: skipped not a readable image: {src / 'b.jpg'}",
+                     f"warning: skipped corrupt PNG, truncated in its IDAT chunk: {src / 'c.png'}",
+                     "error: 2 of 4 images failed and were skipped; the other 2 were processed"]  # fmt: skip
+    assert [Path(r["image"]).name for r in json.loads((out / "r.json").read_text())] == ["a.jpg", "d.jpg"]
+    assert sorted(p.name for p in (out / "annotated").iterdir()) == ["a.jpg", "d.jpg"]
+
+
+def test_dataset_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    for label, sample in zip(["Plank", "Tree"], samples):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        (tmp_path / "images" / label / sample.name).write_bytes(sample.read_bytes())
+    (tmp_path / "images" / "Tree" / "broken.jpg").write_text("not an image")
+    proc = edgepose_cli("dataset", tmp_path / "images", "-m", yolo11_onnx, "--out", tmp_path / "k.csv")
+    assert proc.returncode == 6, proc.stderr
+    assert "warning: skipped not a readable image:" in proc.stderr and "broken.jpg" in proc.stderr
+    assert proc.stderr.splitlines()[-1] == "error: 1 of 3 images failed and were skipped; the CSV holds the rest"
+    assert read_table(tmp_path / "k.csv").labels == ["Plank", "Tree"]
+
+
+def test_dynamic_graph_rounds_imgsz_to_stride(yolo11_dynamic_onnx: Path, samples: list[Path]) -> None:
+    proc = edgepose_cli("predict", samples[1], "-m", yolo11_dynamic_onnx, "--imgsz", "333", "--json", "-")
+    assert proc.returncode == 0
+    assert proc.stderr == "warning: imgsz 333 is not a multiple of stride 32; using 352\n"
+    assert len(json.loads(proc.stdout)[0]["persons"]) >= 1
