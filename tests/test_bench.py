@@ -1,0 +1,162 @@
+"""edgepose bench: short real runs on the bundled photos; the report's schema, skipped devices, the
+outputs, and one-line errors. No timing assertions: only that each number exists and is coherent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edgepose.bench import BenchSettings, parse_targets, run_bench
+from edgepose.device_info import clock_state, throttling
+from edgepose.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
+PERCENTILES = ("p50", "p90", "p95", "p99", "max")
+
+
+def edgepose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, env=env)  # fmt: skip
+
+
+def assert_stats(stats: dict) -> None:
+    values = [stats[k] for k in PERCENTILES]
+    assert values == sorted(values) and values[0] > 0, stats
+    assert stats["fps"] == pytest.approx(1000 / stats["mean"], rel=1e-2)
+
+
+def test_cli_run_report_outputs_and_skipped_device(yolo11_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = edgepose("bench", "--model", yolo11_onnx, "--classifier", CLASSIFIER, "--devices", "cpu,cuda",
+                    "--runs", "3", "--warmup", "1", "--json", out / "r.json", "--markdown", out / "r.md",
+                    "--plot", out / "r.png")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "r.json").read_text())
+    assert report["schema"] == "edgepose.bench/1"
+    assert {"created", "command", "settings", "system", "clock", "targets", "ultralytics", "ratios"} <= set(report)
+    assert report["command"].startswith("edgepose bench --model ") and "--runs 3" in report["command"]
+    assert {"cpu", "cores_logical", "libraries", "memory_mb"} <= set(report["system"])
+    assert report["system"]["libraries"]["onnxruntime"][0].isdigit()
+    assert set(report["clock"]) == {"before", "after"}
+
+    cpu, cuda = report["targets"]
+    assert (cuda["target"], cuda["status"]) == ("onnxruntime:cuda", "skipped")
+    assert "CUDAExecutionProvider not available" in cuda["reason"]
+    assert cpu["status"] == "ok" and cpu["providers"] == ["CPUExecutionProvider"] and cpu["runs"] == 3
+    assert set(cpu["stages"]) == {"read", "preprocess", "inference", "postprocess", "classifier", "end_to_end"}
+    for stats in [*cpu["stages"].values(), cpu["forward"]]:
+        assert_stats(stats)
+    e2e = cpu["stages"]["end_to_end"]
+    assert e2e["p50"] > cpu["stages"]["inference"]["p50"] and e2e["n"] == 3
+    assert 0 < cpu["frame_over_forward_p50"] < cpu["end_to_end_over_forward_p50"] + 0.5
+    per_image = [(i["end_to_end_p50_ms"], i["forward_p50_ms"]) for i in cpu["images"]]
+    assert cpu["end_to_end_over_forward_p50"] == pytest.approx(
+        sum(e for e, _ in per_image) / sum(f for _, f in per_image), rel=1e-3
+    )
+    assert cpu["session_s"] > 0 and cpu["first_result_ms"] >= cpu["first_inference_ms"] > 0
+    assert [(i["image"], i["persons"], i["input_shape"]) for i in cpu["images"]] == [
+        ("bus.jpg", 4, [640, 640]), ("zidane.jpg", 2, [640, 640])]  # fmt: skip
+    cold = cpu["cold_start"]
+    assert cold["status"] == "ok" and cold["heavy_modules"] == []  # the runtime alone, as on a Pi
+    assert cold["first_result_s"] > cold["load_s"] > 0 and cold["peak_rss_mb"] > 50
+    assert len(cold["spawns"]) == 3 and cold["spawns"][1] == cold["first_result_s"]  # the median of 3 processes
+
+    markdown = (out / "r.md").read_text()
+    assert (
+        "| onnxruntime:cpu | 640x640 |" in markdown and "onnxruntime:cuda | skipped: CUDAExecutionProvider" in markdown
+    )
+    assert "| end to end |" in markdown and "| bare forward |" in markdown
+    plot = cv2.imread(str(out / "r.png"))
+    assert plot is not None and plot.shape[1] > 300 and (plot < 200).any()  # a real picture with something drawn
+    assert "onnxruntime:cuda: skipped" in proc.stdout and "bare forward" in proc.stdout
+
+
+def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11_onnx: Path) -> None:
+    """onnxruntime and OpenVINO on a dynamic graph (rect letterbox), 2 frames in flight, an absent
+    OpenVINO GPU skipped, and Ultralytics' own ONNX predict in the same report with the ratio."""
+    settings = BenchSettings(model=str(yolo11_dynamic_onnx), backend="onnxruntime,openvino", devices="cpu,CPU,GPU",
+                             runs=2, warmup=0, streams=2, cold_start=False,
+                             compare_ultralytics=(str(yolo11_onnx),))  # fmt: skip
+    report = run_bench(settings)
+    ort, ov, gpu = report["targets"]
+    assert (ort["target"], ov["target"], gpu["target"]) == ("onnxruntime:cpu", "openvino:CPU", "openvino:GPU")
+    assert gpu["status"] == "skipped" and "not available" in gpu["reason"]
+    for t in (ort, ov):
+        assert t["status"] == "ok" and t["rect"] and t["cold_start"] is None
+        assert [i["input_shape"] for i in t["images"]] == [[640, 480], [384, 640]]
+        assert [i["persons"] for i in t["images"]] == [4, 2]
+        tp = t["throughput"]
+        assert tp["streams"] == 2 and tp["frames"] == 2 and tp["fps"] > 0 and tp["latency"]["n"] == 2
+    assert ov["precision"] == "f32" and ov["threads_used"] >= 1
+    (ultra,) = report["ultralytics"]
+    assert ultra["status"] == "ok", ultra
+    assert ultra["imgsz"] == 640 and ultra["persons"] == {"bus.jpg": 4, "zidane.jpg": 2}
+    assert {"preprocess", "inference", "postprocess", "other", "end_to_end"} <= set(ultra["stages"])
+    ratios = {r["edgepose"]: r["end_to_end_p50"] for r in report["ratios"]}
+    assert set(ratios) == {"onnxruntime:cpu", "openvino:CPU"}
+    ours, theirs = ([i["end_to_end_p50_ms"] for i in side["images"]] for side in (ov, ultra))
+    assert ratios["openvino:CPU"] == pytest.approx(sum(ours) / sum(theirs), rel=1e-3)
+
+
+def test_device_names_map_to_backends() -> None:
+    both = "onnxruntime,openvino"
+    assert [t.label for t in parse_targets("m.onnx", both, "cpu,CPU,openvino:gpu,cuda")] == [
+        "onnxruntime:cpu", "openvino:CPU", "openvino:GPU", "onnxruntime:cuda"]  # fmt: skip
+    assert [t.label for t in parse_targets("m.onnx", "openvino", "cpu")] == ["openvino:CPU"]
+    assert [t.label for t in parse_targets("m.onnx", both, None, ["f32", "bf16"])] == [
+        "onnxruntime:cpu", "openvino:CPU", "openvino:CPU bf16"]  # fmt: skip
+    assert [t.label for t in parse_targets("m.onnx")] == ["onnxruntime:cpu"]
+    with pytest.raises(InputError, match="unknown onnxruntime device 'gpu'"):
+        parse_targets("m.onnx", "onnxruntime", "gpu")
+
+
+@pytest.mark.parametrize(
+    "args, code, fragment",
+    [
+        (["--runs", "0"], 2, "'--runs': 0 is not in the range"),
+        (["--runs", "2", "--seconds", "1"], 3, "give --runs or --seconds, not both"),
+        (["--devices", "cpu,warp"], 3, "unknown onnxruntime device 'warp'"),
+        (["--streams", "1"], 3, "streams must be 0 (off) or at least 2"),
+        (["--backend", "tflite"], 3, "unknown backend 'tflite'"),
+        (["--model", "missing.onnx"], 4, "model not found"),
+        (["--compare-ultralytics", "nothere.pt"], 3, "no such file: nothere.pt"),
+    ],
+)
+def test_bad_values_are_one_line_errors(yolo11_onnx: Path, args: list[str], code: int, fragment: str) -> None:
+    proc = edgepose("bench", "--model", yolo11_onnx, *args)  # refused before anything is loaded or timed
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+
+
+def test_plot_without_matplotlib_names_the_extra(yolo11_onnx: Path, tmp_path: Path) -> None:
+    code = ("import sys\nsys.modules['matplotlib'] = None\nfrom edgepose.cli import main\n"
+            f"main(['bench', '--model', {str(yolo11_onnx)!r}, '--plot', {str(tmp_path / 'p.png')!r}])")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "edgepose[bench]" in proc.stderr
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_bench_modules_are_torch_free() -> None:
+    code = "import edgepose.bench, edgepose.bench_report, edgepose.device_info, sys; print(' '.join(sys.modules))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert not loaded & {"torch", "ultralytics", "matplotlib"}
+
+
+def test_clock_state_never_fails_and_reads_a_pi_throttle_word(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = clock_state()
+    assert set(state) == {"cpu_mhz", "temperature_c", "throttling", "load_average_1m"}
+    tool = tmp_path / "vcgencmd"  # a stand-in for the Pi's firmware tool, run as the real one would be
+    tool.write_text("#!/bin/sh\necho throttled=0x50005\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert throttling() == {"raw": "0x50005", "flags": ["under-voltage now", "throttled now",
+                                                        "under-voltage has occurred", "throttling has occurred"]}  # fmt: skip
