@@ -1,0 +1,241 @@
+"""Stability over time for streams: persistent person ids, keypoint smoothing, label hysteresis.
+
+A kiosk shows one label per person that must not flicker. Three small stages, applied in this
+order to each frame's ``Result`` by ``Stabilizer``:
+
+1. ``Tracker``: greedy association of this frame's persons with the live tracks by box IoU and
+   keypoint OKS (COCO sigmas); a person keeps its ``id`` while it is matched, a track survives
+   ``max_age`` frames unmatched (a brief occlusion), a new person gets the next id.
+2. ``OneEuroFilter`` per track on the keypoints' x, y (Casiez et al., CHI 2012): little smoothing
+   when a point moves fast, a lot when it stays still, so jitter goes and motion does not lag.
+3. ``LabelHysteresis`` per track: the shown label changes only after another one has won the
+   classifier's vote for ``k`` consecutive frames.
+
+No tracker library fits a torch-free kiosk install without pulling scipy/filterpy/matplotlib and
+the like, and the persons in front of one camera are few, so this is plain numpy. Everything is
+off for single images (``PosePredictor`` never uses it) and on by default for streams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .results import Result
+
+# COCO keypoint sigmas (pycocotools), as Ultralytics' OKS uses them.
+COCO_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62,
+                        1.07, 1.07, 0.87, 0.87, 0.89, 0.89], np.float32) / 10.0  # fmt: skip
+KPT_VISIBLE = 0.5  # a keypoint below this confidence is not placed (as in draw and the classifier)
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    """What a stream does over time. ``hysteresis`` 1 shows the classifier's label of every frame."""
+
+    track: bool = True
+    smooth: bool = True
+    min_cutoff: float = 1.0  # Hz: One-Euro's cutoff for a still point (lower: smoother, more lag)
+    beta: float = 0.02  # per px/s: how fast the cutoff rises with speed (higher: less lag when moving)
+    hysteresis: int = 5  # frames a new label must win before it is shown
+    match_threshold: float = 0.3  # least IoU/OKS similarity to continue a track
+    max_age: int = 30  # frames a track survives without a match
+
+    def __post_init__(self) -> None:
+        if self.min_cutoff <= 0 or self.beta < 0:
+            raise InputError(f"smoothing needs min_cutoff > 0 and beta >= 0, got {self.min_cutoff}, {self.beta}")
+        if self.hysteresis < 1:
+            raise InputError(f"hysteresis must be at least 1 frame, got {self.hysteresis}")
+        if not 0.0 < self.match_threshold <= 1.0:
+            raise InputError(f"match_threshold must be in (0, 1], got {self.match_threshold}")
+        if self.max_age < 0:
+            raise InputError(f"max_age must be >= 0, got {self.max_age}")
+
+    @classmethod
+    def off(cls) -> TrackOptions:
+        return cls(track=False, smooth=False, hysteresis=1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] (xyxy) -> [N, M]."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def keypoint_oks(a: np.ndarray, b: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """OKS of keypoints ``a`` [N, K, 3] against ``b`` [M, K, 3]; ``areas`` [N] scale each row (COCO: 0.53 x box area).
+
+    Only points placed in both count; a pair with no such point scores 0."""
+    k = a.shape[1]
+    sigmas = COCO_SIGMAS if k == len(COCO_SIGMAS) else np.full(k, 0.05, np.float32)
+    d2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # [N, M, K]
+    e = d2 / (2 * (2 * sigmas) ** 2 * (areas[:, None, None] + 1e-9))
+    both = (a[:, None, :, 2] >= KPT_VISIBLE) & (b[None, :, :, 2] >= KPT_VISIBLE)
+    return (np.exp(-e) * both).sum(-1) / np.maximum(both.sum(-1), 1)
+
+
+class OneEuroFilter:
+    """One-Euro low-pass filter over an array of points (any shape), with its own time."""
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | None = None
+        self.time: float | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, value: np.ndarray, time: float, reset: np.ndarray | None = None) -> np.ndarray:
+        """Filtered ``value`` at ``time`` (seconds); entries where ``reset`` is true restart from the raw value."""
+        value = np.asarray(value, np.float64)
+        if self.value is None or self.time is None or time <= self.time:
+            self.value, self.speed, self.time = value.copy(), np.zeros_like(value), time
+            return value
+        dt = time - self.time
+        speed = (value - self.value) / dt
+        speed = self.speed + self._alpha(self.d_cutoff, dt) * (speed - self.speed)
+        cutoff = self.min_cutoff + self.beta * np.abs(speed)
+        out = self.value + self._alpha(cutoff, dt) * (value - self.value)
+        if reset is not None:
+            out[reset], speed[reset] = value[reset], 0.0
+        self.value, self.speed, self.time = out, speed, time
+        return out
+
+
+class LabelHysteresis:
+    """The shown class changes only after another class has won ``k`` consecutive frames."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.shown: int | None = None
+        self.candidate: int | None = None
+        self.count = 0
+
+    def __call__(self, winner: int) -> int:
+        if self.shown is None or self.k <= 1:
+            self.shown = winner
+        elif winner == self.shown:
+            self.candidate, self.count = None, 0
+        else:
+            self.count = self.count + 1 if winner == self.candidate else 1
+            self.candidate = winner
+            if self.count >= self.k:
+                self.shown, self.candidate, self.count = winner, None, 0
+        return self.shown
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    keypoints: np.ndarray
+    missed: int = 0
+    smoother: OneEuroFilter | None = None
+    label: LabelHysteresis | None = None
+
+
+class Tracker:
+    """Persistent ids by greedy IoU/OKS association (the few persons before one camera need no more)."""
+
+    def __init__(self, match_threshold: float = 0.3, max_age: int = 30) -> None:
+        self.match_threshold, self.max_age = match_threshold, max_age
+        self.tracks: list[Track] = []
+        self.next_id = 1
+
+    def similarity(self, boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+        """[tracks, persons]: the mean of box IoU and keypoint OKS (IoU alone where no keypoint is shared)."""
+        old_boxes = np.stack([t.box for t in self.tracks])
+        iou = box_iou(old_boxes, boxes)
+        if keypoints.shape[-1] < 3:
+            return iou
+        old_kpts = np.stack([t.keypoints for t in self.tracks])
+        areas = 0.53 * (old_boxes[:, 2:] - old_boxes[:, :2]).clip(0).prod(-1)
+        oks = keypoint_oks(old_kpts, keypoints, areas)
+        shared = ((old_kpts[:, None, :, 2] >= KPT_VISIBLE) & (keypoints[None, :, :, 2] >= KPT_VISIBLE)).any(-1)
+        return np.where(shared, (iou + oks) / 2, iou)
+
+    def update(self, boxes: np.ndarray, keypoints: np.ndarray) -> list[Track]:
+        """The track of each person (in order) after matching this frame's ``boxes`` [N, 4], ``keypoints`` [N, K, 3]."""
+        assigned: list[Track | None] = [None] * len(boxes)
+        free = list(self.tracks)
+        if self.tracks and len(boxes):
+            sim = self.similarity(boxes, keypoints)
+            for flat in np.argsort(-sim, axis=None):
+                t, p = np.unravel_index(flat, sim.shape)
+                if sim[t, p] < self.match_threshold:
+                    break
+                track = self.tracks[t]
+                if assigned[p] is None and track in free:
+                    assigned[p] = track
+                    free.remove(track)
+        for i, track in enumerate(assigned):
+            if track is None:
+                track = Track(self.next_id, boxes[i], keypoints[i])
+                self.next_id += 1
+                self.tracks.append(track)
+                assigned[i] = track
+            track.box, track.keypoints, track.missed = boxes[i], keypoints[i], 0
+        for track in free:
+            track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
+        return assigned  # type: ignore[return-value]
+
+
+class Stabilizer:
+    """Ids, smoothed keypoints and steady labels for a stream's results, frame after frame."""
+
+    def __init__(self, options: TrackOptions, classifier: object | None = None) -> None:
+        self.options = options
+        self.classifier = classifier  # a KeypointClassifier, to re-vote on smoothed keypoints
+        self.tracker = Tracker(options.match_threshold, options.max_age) if options.track else None
+
+    def __call__(self, result: Result, time: float) -> Result:
+        """Set ``id`` on every person, smooth its keypoints, hold its label (in place; returns ``result``)."""
+        if self.tracker is None or not result.persons:
+            if self.tracker is not None:
+                self.tracker.update(np.zeros((0, 4), np.float32), np.zeros((0, 0, 3), np.float32))
+            return result
+        opts = self.options
+        boxes = np.stack([p.box for p in result.persons]).astype(np.float32)
+        kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
+        tracks = self.tracker.update(boxes, kpts)
+        for person, track in zip(result.persons, tracks):
+            person.id = track.id
+            if opts.smooth:
+                if track.smoother is None:
+                    track.smoother = OneEuroFilter(opts.min_cutoff, opts.beta)
+                hidden = person.keypoints[:, 2] < KPT_VISIBLE
+                xy = track.smoother(person.keypoints[:, :2], time, reset=np.repeat(hidden[:, None], 2, 1))
+                person.keypoints = person.keypoints.copy()
+                person.keypoints[:, :2] = xy
+        if self.classifier is not None and (opts.smooth or opts.hysteresis > 1):
+            self._relabel(result, tracks)
+        return result
+
+    def _relabel(self, result: Result, tracks: list[Track]) -> None:
+        kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
+        kpts[..., 0] /= result.width
+        kpts[..., 1] /= result.height
+        probs = self.classifier.probs(kpts)  # type: ignore[attr-defined]
+        names = self.classifier.names  # type: ignore[attr-defined]
+        for person, track, row in zip(result.persons, tracks, probs):
+            if track.label is None:
+                track.label = LabelHysteresis(self.options.hysteresis)
+            shown = track.label(int(row.argmax()))
+            person.label, person.label_score = names[shown], float(row[shown])
+
+
+__all__ = [
+    "LabelHysteresis", "OneEuroFilter", "Stabilizer", "TrackOptions", "Tracker",
+    "box_iou", "keypoint_oks",
+]  # fmt: skip

@@ -1,0 +1,244 @@
+"""``edgepose predict`` on a video, a camera or a stream URL: annotated video and per-frame JSON.
+
+Both outputs are written under a temporary name and renamed when the run ends, so a failed run
+leaves nothing half-written; a live source (camera, URL) ended with Ctrl-C or SIGTERM is a normal
+end and its outputs are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import numpy as np
+
+from .errors import InputError
+
+# container suffix -> FourCC that this OpenCV build writes and reads back (FFmpeg: mp4v, MJPG)
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class VideoRecorder:
+    """``cv2.VideoWriter`` on a writer thread (encoding overlaps the pipeline), into a temporary
+    file beside ``path`` that ``close`` renames into place and ``abort`` deletes."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], queue_size: int = 8) -> None:
+        import cv2
+
+        self.path = Path(path)
+        fourcc = FOURCC.get(self.path.suffix.lower())
+        if fourcc is None:
+            raise InputError(f"cannot write video as '{self.path.suffix}' (choose from {', '.join(FOURCC)})")
+        _make_parent(self.path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.size = size
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if not self.writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise InputError(f"OpenCV cannot write {fourcc} video to {self.path}")
+        self.frames = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="edgepose-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (image := self._queue.get()) is not None:
+            try:
+                self.writer.write(image)
+            except BaseException as exc:  # raised in the caller's thread at the next write or close
+                self._error = exc
+
+    def write(self, image: np.ndarray) -> None:
+        if self._error:
+            raise self._error
+        if (image.shape[1], image.shape[0]) != self.size:
+            raise InputError(f"frame of {image.shape[1]}x{image.shape[0]} in a {self.size[0]}x{self.size[1]} video")
+        self._queue.put(image)
+        self.frames += 1
+
+    def _finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self.writer.release()
+
+    def close(self) -> Path:
+        self._finish()
+        if self._error:
+            self.tmp.unlink(missing_ok=True)
+            raise self._error
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._finish()
+        self.tmp.unlink(missing_ok=True)
+
+
+class JsonRecords:
+    """One JSON record per frame. A file gets a JSON array (the images' schema, one compact record
+    a line) written to a temporary name and renamed on ``close``; ``-`` gets JSON Lines on stdout,
+    flushed per frame, for a pipe to react to."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.count = 0
+        self.path: Path | None = None
+        self.tmp: Path | None = None
+        self.handle: IO[str]
+        if target == "-":
+            self.handle = sys.stdout
+        else:
+            self.path = Path(target)
+            _make_parent(self.path)
+            self.tmp = self.path.with_name(f".{self.path.name}.partial")
+            try:
+                self.handle = open(self.tmp, "w")  # noqa: SIM115 - closed in close/abort
+            except OSError as exc:
+                raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self.handle.write("[")
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"))
+        if self.path is None:
+            self.handle.write(line + "\n")
+            self.handle.flush()
+        else:
+            self.handle.write(("\n" if self.count == 0 else ",\n") + line)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.path is not None and self.tmp is not None:
+            self.handle.write("\n]\n")
+            self.handle.close()
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.tmp is not None:
+            self.handle.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def video_name(source: str, live: bool) -> str:
+    """The annotated video's file name: the source's stem for a file, ``camera0``/``stream`` otherwise."""
+    if source.isdigit():
+        return f"camera{source}.mp4"
+    if live or "://" in source:
+        return "stream.mp4"
+    return Path(source).stem + ".mp4"
+
+
+class _Interrupt:
+    """SIGTERM/SIGINT end a stream between two frames (``on_signal``) instead of killing it mid-write."""
+
+    def __init__(self, on_signal: Callable[[], None]) -> None:
+        self.signal: int | None = None
+        self.on_signal = on_signal
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig: int, frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop waiting
+            raise KeyboardInterrupt
+        self.signal = sig
+        self.on_signal()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: str | None, vid_stride: int,
+                   track: Any, echo: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Run a stream through ``predictor`` into the requested outputs; returns a summary.
+
+    A file source interrupted by a signal raises ``click.Abort`` (the CLI's "error: aborted", exit
+    130) and its outputs are deleted; a live source stops at the next frame and keeps them."""
+    from .draw import draw_result
+    from .stream import Stream
+
+    stream = Stream(source, predictor, vid_stride=vid_stride, track=track)
+    outputs: list[VideoRecorder | JsonRecords] = []
+    recorder = records = None
+    start, frames, persons = time.perf_counter(), 0, 0
+    try:
+        if save:
+            recorder = VideoRecorder(Path(save) / video_name(source, stream.live), stream.fps, stream.size)
+            outputs.append(recorder)
+        if json_out:
+            records = JsonRecords(json_out)
+            outputs.append(records)
+        with _Interrupt(stream.request_stop) as interrupt, stream:
+            for image, result in stream.iter_frames():
+                frames += 1
+                persons += len(result.persons)
+                if records:
+                    records.write(result.to_dict())
+                if recorder:
+                    recorder.write(draw_result(image, result, predictor.meta.skeleton))
+            if interrupt.signal is not None and not stream.live:  # a file cut short failed: nothing kept
+                raise click.Abort
+    except BaseException:
+        stream.close()
+        for output in outputs:
+            output.abort()
+        raise
+    for output in outputs:
+        output.close()
+    seconds = time.perf_counter() - start
+    summary = {"source": source, "frames": frames, "dropped": stream.dropped, "persons": persons,
+               "seconds": round(seconds, 3), "fps": round(frames / seconds, 2) if seconds else None,
+               "video": str(recorder.path) if recorder else None}  # fmt: skip
+    echo(f"{source}: {frames} frames ({summary['fps']} fps), {stream.dropped} dropped, "
+         f"{persons} person detections")  # fmt: skip
+    if recorder:
+        echo(f"annotated video in {recorder.path}")
+    return summary
+
+
+def sample_video(path: str | os.PathLike, frames_each: int = 30, fps: float = 25.0,
+                 size: tuple[int, int] = (1280, 720)) -> Path:  # fmt: skip
+    """A test video from the bundled photos: each shown ``frames_each`` frames, fitted to ``size``
+    on grey, shifted by a few pixels from frame to frame (a steady camera with slight shake)."""
+    import cv2
+
+    from .sources import read_image, sample_images
+
+    width, height = size
+    recorder = VideoRecorder(path, fps, size)
+    try:
+        for photo in sample_images():
+            image = read_image(photo)
+            scale = min(width / image.shape[1], height / image.shape[0])
+            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+            canvas = np.full((height, width, 3), 114, np.uint8)
+            y, x = (height - image.shape[0]) // 2, (width - image.shape[1]) // 2
+            canvas[y : y + image.shape[0], x : x + image.shape[1]] = image
+            for i in range(frames_each):
+                shift = np.float32([[1, 0, (i % 5) * 2], [0, 1, i % 3]])
+                recorder.write(cv2.warpAffine(canvas, shift, size, borderMode=cv2.BORDER_REPLICATE))
+    except BaseException:
+        recorder.abort()
+        raise
+    return recorder.close()
