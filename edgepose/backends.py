@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,11 @@ ORT_PROVIDERS: dict[str, list[str]] = {
 
 
 BACKENDS = ("auto", "onnxruntime", "openvino")
+MODEL_SUFFIXES = (".onnx", ".xml")
 OPENVINO_HINTS = ("latency", "throughput")
+# OpenVINO's INFERENCE_PRECISION_HINT. OpenVINO itself picks bf16 on CPUs that have it (faster, but
+# about 1 px of keypoint drift at 640); edgepose defaults to f32 so a graph runs as it was measured.
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
 
 
 class Backend(Protocol):
@@ -77,6 +82,12 @@ class OnnxRuntimeBackend:
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No busy-waiting between runs: onnxruntime's pool otherwise spins after each run, taking the
+        # cores from decoding and letterboxing the next frame and from whatever else the device runs
+        # (camera, UI), and burning power a Pi turns into heat. Measured here: e2e 91-122 ms without
+        # spinning vs 184-221 ms with it on a loaded 2-core box; on the idle box spinning wins by
+        # about 10 % (54-62 vs 62-65 ms, separate processes). Edge devices are rarely idle.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -111,13 +122,14 @@ class OpenVinoBackend:
     """An ONNX graph or IR compiled by OpenVINO for a device in OpenVINO's names (CPU, GPU, NPU, AUTO).
 
     ``hint`` maps to OpenVINO's PERFORMANCE_HINT: ``latency`` for one frame at a time,
-    ``throughput`` for several requests in flight (``requests`` is OpenVINO's choice for it).
+    ``throughput`` for several requests in flight (``requests`` is OpenVINO's choice for it);
+    ``precision`` to INFERENCE_PRECISION_HINT (see OPENVINO_PRECISIONS).
     """
 
     name = "openvino"
 
     def __init__(self, path: str | os.PathLike, device: str = "CPU", threads: int | None = None,
-                 hint: str = "latency") -> None:  # fmt: skip
+                 hint: str = "latency", precision: str = "f32") -> None:  # fmt: skip
         try:
             import openvino as ov
         except ImportError:
@@ -127,6 +139,8 @@ class OpenVinoBackend:
             raise ModelError(f"model not found: {path}")
         if hint not in OPENVINO_HINTS:
             raise InputError(f"unknown performance hint '{hint}' (choose from {', '.join(OPENVINO_HINTS)})")
+        if precision not in OPENVINO_PRECISIONS:
+            raise InputError(f"unknown precision '{precision}' (choose from {', '.join(OPENVINO_PRECISIONS)})")
         self.core = ov.Core()
         device = device.upper()
         known = [*self.core.available_devices, "AUTO", "MULTI", "HETERO"]
@@ -144,6 +158,8 @@ class OpenVinoBackend:
             raise ModelError(f"{path} is not a loadable OpenVINO/ONNX model: {_first_line(exc)}") from None
         self.metadata = {**_rt_section(model, "framework"), **_rt_section(model, "edgepose")}
         config: dict[str, object] = {"PERFORMANCE_HINT": hint.upper()}
+        if device.startswith("CPU"):  # GPU/NPU plugins choose their own precision
+            config["INFERENCE_PRECISION_HINT"] = precision
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
@@ -151,16 +167,21 @@ class OpenVinoBackend:
         except Exception as exc:
             raise ModelError(f"OpenVINO could not compile {path.name} for {device}: {_first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
+        self._local = threading.local()  # an infer request is not thread-safe: one per calling thread
+        self._local.request = self.request
         self.providers = [f"OpenVINO:{device}"]
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.input_shape = (dims[2], dims[3]) if len(dims) == 4 else (None, None)
         out = model.outputs[0].get_partial_shape()
         self.output_channels = out[1].get_length() if len(out) == 3 and out[1].is_static else None
-        self.hint = hint
+        self.hint, self.precision = hint, precision
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        return self.request.infer({0: tensor}, share_inputs=True)[0].copy()
+        request = getattr(self._local, "request", None)
+        if request is None:  # first call from this thread: its own request on the shared compiled model
+            request = self._local.request = self.compiled.create_infer_request()
+        return request.infer({0: tensor}, share_inputs=True)[0].copy()
 
 
 def _rt_section(model: object, section: str) -> dict[str, str]:
@@ -181,10 +202,27 @@ def resolve_backend(path: str | os.PathLike, backend: str = "auto") -> str:
     return "openvino" if path.suffix == ".xml" or path.is_dir() else "onnxruntime"
 
 
+def check_model_form(path: str | os.PathLike) -> Path:
+    """Only ONNX graphs and OpenVINO IR are ever loaded (both are parsed, never unpickled): refuse
+    anything else by name before an engine sees it, a PyTorch checkpoint with a pointer to export."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in MODEL_SUFFIXES:
+        return path
+    hint = " (a PyTorch checkpoint: run 'edgepose export --weights' on it)" if path.suffix in (".pt", ".pth") else ""
+    raise ModelError(f"{path}: edgepose loads only .onnx graphs or OpenVINO IR (.xml + .bin, or their folder){hint}")
+
+
 def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | None = None,
-                 threads: int | None = None, hint: str = "latency") -> Backend:  # fmt: skip
+                 threads: int | None = None, hint: str = "latency", precision: str = "f32",
+                 verify: bool = False) -> Backend:  # fmt: skip
     """Open a model file with the engine that runs it; ``device`` is in that engine's names
-    (onnxruntime: cpu, cuda, tensorrt, openvino, coreml; OpenVINO: CPU, GPU, NPU, AUTO)."""
+    (onnxruntime: cpu, cuda, tensorrt, openvino, coreml; OpenVINO: CPU, GPU, NPU, AUTO).
+    ``verify``: first check the file(s) against the ``.sha256`` sidecars export wrote."""
+    check_model_form(path)
+    if verify:
+        from .integrity import verify_model
+
+        verify_model(path)
     if resolve_backend(path, backend) == "openvino":
-        return OpenVinoBackend(path, device=device or "CPU", threads=threads, hint=hint)
+        return OpenVinoBackend(path, device=device or "CPU", threads=threads, hint=hint, precision=precision)
     return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads)

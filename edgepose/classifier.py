@@ -23,9 +23,9 @@ class KeypointClassifier:
     """A classifier graph with its class names and the keypoint layout it expects."""
 
     def __init__(self, model: str | os.PathLike, device: str | None = None, threads: int | None = None,
-                 backend: str = "auto") -> None:  # fmt: skip
+                 backend: str = "auto", verify: bool = False) -> None:  # fmt: skip
         self.model_path = Path(model)
-        self.backend = open_backend(self.model_path, backend, device=device, threads=threads)
+        self.backend = open_backend(self.model_path, backend, device=device, threads=threads, verify=verify)
         meta = {k: parse_value(v) for k, v in self.backend.metadata.items()}
         if meta.get("task") != CLASSIFIER_TASK:
             raise ModelError(f"{self.model_path} is not an edgepose keypoint classifier (task {meta.get('task')!r})")

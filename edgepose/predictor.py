@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,17 @@ from .classifier import KeypointClassifier
 from .errors import InputError, ModelError
 from .metadata import ModelMeta
 from .postprocess import Detections, decode, to_original
-from .preprocess import Letterbox, letterbox, to_tensor
+from .preprocess import Letterbox, letterbox_tensor
 from .results import Person, Result
 from .sources import read_image
 
 log = logging.getLogger("edgepose")
+
+Lap = Callable[[str], None]  # called with a stage name as that stage of predict ends
+
+
+def _no_lap(stage: str) -> None:
+    pass
 
 
 def check_threshold(name: str, value: float) -> float:
@@ -37,7 +44,11 @@ class PosePredictor:
     A static graph is fed its fixed input size (square letterbox); a dynamic one gets Ultralytics'
     minimal-padding rectangle at ``imgsz`` (rounded up to the stride). ``backend`` is ``auto``
     (by file form), ``onnxruntime`` or ``openvino``; ``device`` is in that engine's names.
-    One predictor holds one inference request: use one per thread.
+    ``verify=True`` refuses a model whose files differ from the ``.sha256`` sidecars export wrote.
+
+    Thread-safe: one loaded predictor may be called from several threads at once (onnxruntime
+    sessions are; OpenVINO gets one infer request per calling thread), with the same results as
+    sequential calls. Nothing in ``predict`` mutates the predictor.
     """
 
     def __init__(
@@ -52,6 +63,8 @@ class PosePredictor:
         classifier: str | os.PathLike | None = None,
         backend: str = "auto",
         hint: str = "latency",
+        precision: str = "f32",
+        verify: bool = False,
     ) -> None:
         self.model_path = Path(model)
         self.conf = check_threshold("conf", conf)
@@ -59,7 +72,11 @@ class PosePredictor:
         if max_det < 1:
             raise InputError(f"max_det must be at least 1, got {max_det}")
         self.max_det = int(max_det)
-        self.backend: Backend = open_backend(self.model_path, backend, device=device, threads=threads, hint=hint)
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be at least 1, got {threads}")
+        self.backend: Backend = open_backend(
+            self.model_path, backend, device=device, threads=threads, hint=hint, precision=precision, verify=verify
+        )
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
         if self.meta.end2end:
             raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")
@@ -69,7 +86,8 @@ class PosePredictor:
         if classifier:  # on the pose model's engine and device when it can run there, else on its default
             same = resolve_backend(classifier, backend) == self.backend.name
             self.classifier = KeypointClassifier(classifier, backend=self.backend.name if same else "auto",
-                                                 device=device if same else None, threads=threads)  # fmt: skip
+                                                 device=device if same else None, threads=threads,
+                                                 verify=verify)  # fmt: skip
         if self.classifier:
             self.classifier.check_layout(self.keypoint_names)
 
@@ -93,6 +111,8 @@ class PosePredictor:
     def _input_geometry(self, imgsz: int | None) -> tuple[tuple[int, int], bool]:
         fixed = self.backend.input_shape
         stride = self.meta.stride
+        if imgsz is not None and imgsz < stride:
+            raise InputError(f"imgsz must be at least the stride {stride}, got {imgsz}")
         if fixed[0] and fixed[1]:
             if imgsz is not None and imgsz not in fixed:
                 raise InputError(
@@ -109,13 +129,10 @@ class PosePredictor:
         return (rounded, rounded), True
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        padded, box = letterbox(image, self.input_shape, stride=self.meta.stride, auto=self.rect)
-        return to_tensor(padded), box
+        return letterbox_tensor(image, self.input_shape, stride=self.meta.stride, auto=self.rect)
 
-    def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections:
-        """Arrays in original-image pixels; ``predict`` wraps them in the result type."""
-        tensor, box = self.preprocess(image)
-        output = self.backend.run(tensor)
+    def decode(self, output: np.ndarray, box: Letterbox, conf: float | None = None, clip: bool = True) -> Detections:
+        """The head output of one image -> arrays in original-image pixels (threshold, NMS, rescale)."""
         det = decode(
             output,
             num_classes=len(self.meta.names),
@@ -126,20 +143,48 @@ class PosePredictor:
         )
         return to_original(det, box, clip=clip)
 
-    def predict(self, image: np.ndarray | str | os.PathLike, name: str = "") -> Result:
-        """Persons in one image (a BGR array, or a path to read)."""
+    def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections:
+        """Arrays in original-image pixels; ``predict`` wraps them in the result type."""
+        tensor, box = self.preprocess(image)
+        return self.decode(self.backend.run(tensor), box, conf=conf, clip=clip)
+
+    def predict(self, image: np.ndarray | str | os.PathLike, name: str = "", lap: Lap | None = None) -> Result:
+        """Persons in one image (a BGR array, or a path to read).
+
+        ``lap(stage)`` is called as each stage ends (read, preprocess, inference, postprocess,
+        classifier), so ``edgepose bench`` times the very code path users run.
+        """
+        lap = lap or _no_lap
         if not isinstance(image, np.ndarray):
             name = name or str(image)
             image = read_image(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        lap("read")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
             raise InputError(f"expected a BGR uint8 image of shape (h, w, 3), got {image.dtype} {image.shape}")
-        det = self.detect(image)
+        tensor, box = self.preprocess(image)
+        lap("preprocess")
+        output = self.backend.run(tensor)
+        lap("inference")
+        return self.to_result(output, box, image, name, lap)
+
+    def to_result(self, output: np.ndarray, box: Letterbox, image: np.ndarray, name: str = "",
+                  lap: Lap | None = None) -> Result:  # fmt: skip
+        """The rest of ``predict`` once the engine has answered: decode, persons, classifier.
+
+        Separate so a pipeline with several requests in flight (``edgepose bench --streams``) can
+        finish each frame through the same code as ``predict``."""
+        lap = lap or _no_lap
+        det = self.decode(output, box)
         kpts = det.keypoints
         if kpts.shape[-1] == 2:  # graphs without keypoint confidence: report 1 for every placed point
             kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1), np.float32)], axis=-1)
         persons = [Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))]
         result = Result(name, int(image.shape[1]), int(image.shape[0]), persons)
-        return self.classifier.classify(result) if self.classifier else result
+        lap("postprocess")
+        if self.classifier:
+            result = self.classifier.classify(result)
+            lap("classifier")
+        return result
 
     __call__ = predict
 

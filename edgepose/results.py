@@ -3,7 +3,9 @@
 Schema (a list of these per run)::
 
     {"image": str, "width": int, "height": int,
-     "persons": [{"box": [x1, y1, x2, y2], "score": float,
+     "frame": int, "time": float,                          # only for video/camera/stream frames
+     "persons": [{"id": int,                               # only when tracking (streams)
+                  "box": [x1, y1, x2, y2], "score": float,
                   "keypoints": [[x, y, conf], ...K],
                   "label": str, "label_score": float}]}   # label*: only with a classifier
 
@@ -30,6 +32,7 @@ class Person:
     keypoint_names: tuple[str, ...] = field(repr=False, default=())
     label: str | None = None  # set when a keypoint classifier is attached
     label_score: float | None = None
+    id: int | None = None  # persistent across frames when a stream tracks persons (edgepose.track)
 
     def keypoint(self, which: int | str) -> np.ndarray:
         """One keypoint's (x, y, conf) by index, ``Keypoint`` member or name (``"left_wrist"``)."""
@@ -38,7 +41,8 @@ class Person:
         return self.keypoints[int(which)]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        out: dict[str, Any] = {} if self.id is None else {"id": self.id}
+        out |= {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in self.keypoints],
@@ -56,14 +60,17 @@ class Result:
     width: int
     height: int
     persons: list[Person]
+    frame: int | None = None  # index in the source video/stream (streams only)
+    time: float | None = None  # seconds: position in a file, or since a live stream started
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "image": self.image,
-            "width": self.width,
-            "height": self.height,
-            "persons": [p.to_dict() for p in self.persons],
-        }
+        out: dict[str, Any] = {"image": self.image, "width": self.width, "height": self.height}
+        if self.frame is not None:
+            out["frame"] = self.frame
+        if self.time is not None:
+            out["time"] = round(float(self.time), 4)
+        out["persons"] = [p.to_dict() for p in self.persons]
+        return out
 
     def __len__(self) -> int:
         return len(self.persons)

@@ -9,24 +9,70 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .image_header import PNG_SIGNATURE, image_size, png_problem
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"})
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to 3-channel BGR uint8, or raise ``InputError`` saying why not."""
+# Decoded pixels allowed per image (2**27, about 134 MP: a 10000x10000 photo fits). Checked from the
+# header before decoding, so a decompression bomb never allocates; EDGEPOSE_MAX_PIXELS changes it.
+DEFAULT_MAX_PIXELS = 1 << 27
+MAX_BYTES_PER_PIXEL = 8  # 16-bit RGBA uncompressed: no image file needs more bytes than this per pixel
+
+
+def pixel_limit() -> int:
+    """The decoded-pixel limit: ``EDGEPOSE_MAX_PIXELS`` if set, else ``DEFAULT_MAX_PIXELS``."""
+    value = os.environ.get("EDGEPOSE_MAX_PIXELS", "")
+    try:
+        return int(float(value)) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise InputError(f"EDGEPOSE_MAX_PIXELS must be a number of pixels, got {value!r}") from None
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file to 3-channel BGR uint8, or raise ``InputError`` saying why not.
+
+    Grayscale, palette, RGBA (alpha dropped), CMYK JPEG and 16-bit images (scaled to 8 bits, not
+    clipped) all come out as BGR uint8. Images over ``max_pixels`` (default ``pixel_limit()``) are
+    refused from their header, before any pixel is decoded, so memory stays bounded.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
     if not path.is_file():
         raise InputError(f"not a file: {path}")
-    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII paths
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    try:
+        if path.stat().st_size > MAX_BYTES_PER_PIXEL * limit + (1 << 20):
+            raise InputError(f"file too large for an image of at most {limit} pixels: {path}")
+        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode copes with non-ASCII paths
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if data.size == 0:
         raise InputError(f"empty file: {path}")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    view = memoryview(data)
+    size = image_size(view)
+    if size and size[0] * size[1] > limit:
+        raise InputError(
+            f"image too large: {size[0]}x{size[1]} is over the limit of {limit} pixels (EDGEPOSE_MAX_PIXELS): {path}"
+        )
+    if view[: len(PNG_SIGNATURE)] == PNG_SIGNATURE and (problem := png_problem(view)):
+        raise InputError(f"corrupt PNG, {problem}: {path}")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise InputError(f"not a readable image: {path}")
     return image
+
+
+def quiet_decoders() -> None:
+    """Silence OpenCV's own log lines (``[ERROR] ... imdecode_``): every unreadable image already ends
+    as one edgepose error. The CLI calls this; a library user keeps OpenCV's logging as they set it."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None and hasattr(logging, "setLogLevel"):
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
 
 
 def list_images(source: str | os.PathLike) -> list[Path]:

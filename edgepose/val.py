@@ -55,8 +55,8 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
         raise InputError(f"{data_yaml} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict) or not data.get(split):
         raise InputError(f"{data_yaml} has no '{split}' split")
-    root = Path(data.get("path") or data_yaml.parent)
-    root = root if root.is_absolute() else data_yaml.parent / root
+    root = Path(data["path"]) if data.get("path") else data_yaml.parent
+    root = root if root.is_absolute() or not data.get("path") else data_yaml.parent / root
     entries = data[split] if isinstance(data[split], list) else [data[split]]
     images: list[Path] = []
     for entry in entries:

@@ -20,6 +20,7 @@ import numpy as np
 from edgepose import __version__
 from edgepose.classifier import CLASSIFIER_TASK, per_class_report
 from edgepose.errors import ExportError, InputError, MissingExtraError
+from edgepose.integrity import write_checksum
 from edgepose.keypoint_csv import KeypointTable, read_table
 from edgepose.keypoints import COCO_FLIP_INDEX, COCO_KEYPOINTS
 from edgepose.metadata import sha256_file
@@ -330,13 +331,14 @@ def train_classifier(
     )  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    staged = out / f".{name}.onnx.partial"
+    staged = out / f".{name}.partial.onnx"  # hidden, and still a name the runtime loads (.onnx)
     headline = {k: getattr(report, k) for k in ("accuracy", "accuracy_two_missing", "accuracy_mirrored", "test_rows")}
     source = {"csv": Path(csv_path).name, "csv_sha256": sha256_file(csv_path)}
     try:
         write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source)
         agreement = _check_agreement(trained, staged, table.keypoints)
         os.replace(staged, out / f"{name}.onnx")
+        write_checksum(out / f"{name}.onnx")  # <name>.onnx.sha256: what `--verify` checks the graph against
     finally:
         staged.unlink(missing_ok=True)
     report.extra["onnx_vs_trained"] = agreement

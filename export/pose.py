@@ -21,6 +21,7 @@ import numpy as np
 
 from edgepose import __version__
 from edgepose.errors import ExportError, MissingExtraError
+from edgepose.integrity import write_checksum
 from edgepose.keypoints import COCO_KEYPOINTS, COCO_SKELETON
 from edgepose.metadata import sha256_file
 from edgepose.preprocess import letterbox, to_tensor
@@ -28,7 +29,6 @@ from edgepose.sources import read_image, sample_images
 
 from .weights import resolve_weights
 
-FORMATS = ("onnx",)
 # Largest differences accepted between the graph and PyTorch on the parity image.
 MAX_COORD_DRIFT_PX = 0.05
 MAX_SCORE_DRIFT = 1e-3
@@ -76,22 +76,16 @@ def parity_input(imgsz: int, dynamic: bool, stride: int) -> tuple[np.ndarray, st
     return to_tensor(padded), image_path.name
 
 
-def measure_fidelity(
-    onnx_path: Path, tensor: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int
-) -> dict[str, Any]:
-    """Max/mean absolute difference between the graph's and PyTorch's head outputs for ``tensor``.
+def head_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -> dict[str, Any]:
+    """Max/mean absolute difference between two raw pose-head outputs [1, C, anchors].
 
     Compared in the head's own units: box and keypoint coordinates in input pixels, scores as
-    probabilities; coordinates count only for anchors PyTorch scores above 0.01, since the rest
-    never become detections.
+    probabilities; coordinates count only for anchors the reference scores above 0.01, since the
+    rest never become detections.
     """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: tensor})[0][0]
-    ref = reference[0]
+    got, ref = got[0], reference[0]
     if got.shape != ref.shape:
-        raise ExportError(f"exported graph's output {got.shape} differs from PyTorch's {ref.shape}")
+        raise ExportError(f"exported graph's output {got.shape} differs from its source's {ref.shape}")
     live = ref[4 : 4 + nc].max(0) > 0.01
     kpts_ref = ref[4 + nc :].reshape(-1, kpt_dims, ref.shape[-1])
     kpts_got = got[4 + nc :].reshape(-1, kpt_dims, ref.shape[-1])
@@ -102,7 +96,6 @@ def measure_fidelity(
     if kpt_dims == 3:
         score = np.concatenate([score, np.abs(kpts_ref[:, 2] - kpts_got[:, 2]).ravel()])
     return {
-        "input_shape": list(tensor.shape),
         "anchors_compared": int(live.sum()),
         "coord_max_abs_px": float(coord.max()) if coord.size else 0.0,
         "coord_mean_abs_px": float(coord.mean()) if coord.size else 0.0,
@@ -110,17 +103,22 @@ def measure_fidelity(
     }
 
 
+def run_onnx(path: Path, tensor: np.ndarray) -> np.ndarray:
+    """The graph's first output for one tensor, on onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: tensor})[0]
+
+
 def export_pose(
     weights: str | os.PathLike | None = None,
-    format: str = "onnx",
     imgsz: int = 640,
     dynamic: bool = False,
     opset: int | None = None,
     out: str | os.PathLike = "models",
 ) -> ExportReport:
-    """Export a pose checkpoint and return the report; raises ``ExportError`` if it does not hold up."""
-    if format not in FORMATS:
-        raise ExportError(f"unknown format '{format}' (choose from {', '.join(FORMATS)})")
+    """Export a pose checkpoint to ONNX and return the report; raises ``ExportError`` if it does not hold up."""
     if imgsz < 32 or imgsz % 32:
         raise ExportError(f"imgsz must be a positive multiple of 32, got {imgsz}")
     _require_export_extra()
@@ -159,11 +157,12 @@ def export_pose(
         meta = {p.key: p.value for p in graph.metadata_props}
         kpt_shape = json.loads(meta.get("kpt_shape", "[17, 3]"))
         coco = kpt_shape[0] == len(COCO_KEYPOINTS)
-        settings = {"format": format, "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
+        settings = {"format": "onnx", "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
                     "simplify": True, "batch": 1}  # fmt: skip
         fidelity = {
             "image": parity_image,
-            **measure_fidelity(exported, tensor, reference, kpt_shape[1], len(yolo.names)),
+            "input_shape": list(tensor.shape),
+            **head_drift(run_onnx(exported, tensor), reference, kpt_shape[1], len(yolo.names)),
         }
         if fidelity["coord_max_abs_px"] > MAX_COORD_DRIFT_PX or fidelity["score_max_abs"] > MAX_SCORE_DRIFT:
             raise ExportError(f"exported graph drifts from PyTorch beyond tolerance: {json.dumps(fidelity)}")
@@ -189,6 +188,7 @@ def export_pose(
         onnx.save(graph, str(staged))
         final = out / f"{source.stem}.onnx"
         os.replace(staged, final)
+        write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportReport(

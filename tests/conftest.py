@@ -83,3 +83,16 @@ def detect_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights = work / "yolov8n-detect.pt"
     YOLO("yolov8n.yaml").save(str(weights))
     return Path(YOLO(str(weights)).export(format="onnx", imgsz=320))
+
+
+SAMPLE_VIDEO_FRAMES_EACH = 10  # frames per bundled photo in the test video (bus.jpg, then zidane.jpg)
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real video made from the bundled photos: each shown for 10 frames at 25 fps, 640x360,
+    shifted a few pixels from frame to frame (edgepose.video.sample_video)."""
+    from edgepose.video import sample_video as make
+
+    return make(tmp_path_factory.mktemp("video") / "samples.mp4", frames_each=SAMPLE_VIDEO_FRAMES_EACH,
+                size=(640, 360))  # fmt: skip

@@ -45,9 +45,13 @@ def test_dynamic_export_has_symbolic_input(yolo11_dynamic_onnx: Path) -> None:
     assert not dims[2].HasField("dim_value") and not dims[3].HasField("dim_value")
 
 
-def test_export_leaves_only_the_graph(yolo11_onnx: Path) -> None:
-    assert sorted(p.name for p in yolo11_onnx.parent.iterdir()) == [yolo11_onnx.name]
-    assert len(sha256_file(yolo11_onnx)) == 64
+def test_export_leaves_only_the_graph_and_its_checksum(yolo11_onnx: Path) -> None:
+    from edgepose.integrity import verify_model
+
+    assert sorted(p.name for p in yolo11_onnx.parent.iterdir()) == [yolo11_onnx.name, yolo11_onnx.name + ".sha256"]
+    sidecar = (yolo11_onnx.parent / (yolo11_onnx.name + ".sha256")).read_text()
+    assert sidecar == f"{sha256_file(yolo11_onnx)}  {yolo11_onnx.name}\n"  # sha256sum format
+    verify_model(yolo11_onnx)
 
 
 def test_unknown_remote_name_fails_offline_in_one_line(tmp_path: Path) -> None:
