@@ -123,6 +123,14 @@ def test_int8_keeps_head_float(optimised: dict[str, Path]) -> None:
     assert settings["precision"] == "int8" and settings["float_nodes"] > 0 and settings["images"] == 2
 
 
+def test_export_report_measures_the_derived_graph(yolo11_onnx: Path, tmp_path: Path) -> None:
+    report = export("--weights", yolo11_onnx, "--format", "openvino", "--half", "--report", "--out", tmp_path)
+    accuracy = report["accuracy"]
+    assert accuracy["reference"] == str(yolo11_onnx) and accuracy["images"] == 2
+    assert accuracy["persons"] == {"matched": 6, "missed": 0, "extra": 0}
+    assert 0 < accuracy["keypoint_drift_px"]["mean"] <= 0.5  # FP16 weights move keypoints, a little
+
+
 def test_compare_cli_reports_drift_and_map(yolo11_onnx: Path, ir: Path) -> None:
     data = require_shared(COCO8_POSE)
     proc = edgepose("compare", yolo11_onnx, ir, "--data", data, "--json", "-")
