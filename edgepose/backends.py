@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import InputError, MissingExtraError, ModelError
+from .errors import InputError, MissingExtraError, ModelError, first_line
 
 # edgepose's device names -> onnxruntime execution providers, in preference order.
 ORT_PROVIDERS: dict[str, list[str]] = {
@@ -54,11 +54,6 @@ def _fixed(dim: object) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
-
-
 class OnnxRuntimeBackend:
     """An ONNX graph in an onnxruntime session with the requested execution providers."""
 
@@ -93,7 +88,7 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for any bad file
-            raise ModelError(f"{path} is not a loadable ONNX graph: {_first_line(exc)}") from None
+            raise ModelError(f"{path} is not a loadable ONNX graph: {first_line(exc)}") from None
         self.providers = self.session.get_providers()
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
@@ -155,7 +150,7 @@ class OpenVinoBackend:
         try:
             model = self.core.read_model(str(xml)) if weights is None else self.core.read_model(str(xml), str(weights))
         except Exception as exc:  # OpenVINO raises RuntimeError with multi-line C++ text for any bad file
-            raise ModelError(f"{path} is not a loadable OpenVINO/ONNX model: {_first_line(exc)}") from None
+            raise ModelError(f"{path} is not a loadable OpenVINO/ONNX model: {first_line(exc)}") from None
         self.metadata = {**_rt_section(model, "framework"), **_rt_section(model, "edgepose")}
         config: dict[str, object] = {"PERFORMANCE_HINT": hint.upper()}
         if device.startswith("CPU"):  # GPU/NPU plugins choose their own precision
@@ -165,7 +160,7 @@ class OpenVinoBackend:
         try:
             self.compiled = self.core.compile_model(model, device, config)
         except Exception as exc:
-            raise ModelError(f"OpenVINO could not compile {path.name} for {device}: {_first_line(exc)}") from None
+            raise ModelError(f"OpenVINO could not compile {path.name} for {device}: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
         self._local = threading.local()  # an infer request is not thread-safe: one per calling thread
         self._local.request = self.request

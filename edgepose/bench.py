@@ -29,7 +29,7 @@ import numpy as np
 
 from .backends import BACKENDS, OPENVINO_PRECISIONS, ORT_PROVIDERS, resolve_backend
 from .device_info import clock_state, current_rss_mb, onnxruntime_distribution, peak_rss_mb, system_info
-from .errors import EdgeposeError, InputError, MissingExtraError, ModelError
+from .errors import EdgeposeError, InputError, MissingExtraError, ModelError, first_line
 from .predictor import PosePredictor, check_threshold, load
 from .sources import list_images, read_image, sample_images
 
@@ -451,8 +451,8 @@ ROUNDS = 5  # every target's timed runs are spread over this many rounds, taken 
 
 
 def _failure(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return text if isinstance(exc, EdgeposeError) else f"{type(exc).__name__}: {text}"
+    text = first_line(exc)
+    return text if isinstance(exc, EdgeposeError) or text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 class TargetBench:

@@ -4,6 +4,13 @@ each into one ``error:`` line on stderr with the class's exit code."""
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a foreign exception's message (at most 200 characters) for a one-line error;
+    libraries (onnxruntime, OpenVINO, torch) raise multi-line C++ text."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 class EdgeposeError(Exception):
     """Base class; ``exit_code`` is what the CLI exits with."""
 

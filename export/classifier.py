@@ -25,6 +25,8 @@ from edgepose.keypoint_csv import KeypointTable, read_table
 from edgepose.keypoints import COCO_FLIP_INDEX, COCO_KEYPOINTS
 from edgepose.metadata import sha256_file
 
+from .pose import set_metadata
+
 CONF_THRESHOLD = 0.5  # below this a keypoint counts as missing, as Ultralytics' xyn zeroes it
 BODY = np.arange(5, 17)  # shoulders to ankles: the points drop-out removes
 SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
@@ -277,9 +279,7 @@ def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, An
         "source": source,
         "edgepose_version": __version__,
     }
-    del graph.metadata_props[:]
-    for key, value in meta.items():
-        graph.metadata_props.add(key=key, value=json.dumps(value))
+    set_metadata(graph, {key: json.dumps(value) for key, value in meta.items()})
     onnx.checker.check_model(graph, full_check=True)
     onnx.save(graph, str(path))
 

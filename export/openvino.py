@@ -18,7 +18,7 @@ import numpy as np
 
 from edgepose.backends import OpenVinoBackend
 from edgepose.classifier import CLASSIFIER_TASK
-from edgepose.errors import ExportError, MissingExtraError
+from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.metadata import parse_value, sha256_file
 
@@ -42,9 +42,7 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     try:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and others for a file that is not a graph
-        raise ExportError(
-            f"{path} is not an ONNX graph: {str(exc).splitlines()[0][:200] if str(exc) else exc}"
-        ) from None
+        raise ExportError(f"{path} is not an ONNX graph: {first_line(exc)}") from None
     meta = {p.key: p.value for p in graph.metadata_props}
     if parse_value(meta.get("task", '""')) not in ("pose", CLASSIFIER_TASK):
         raise ExportError(f"{path} is not an edgepose pose or classifier graph (no task metadata)")

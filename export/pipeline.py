@@ -19,7 +19,7 @@ from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.sources import list_images
 
-from .pose import ExportReport, export_pose, head_drift, parity_input, run_onnx
+from .pose import ExportReport, export_pose, head_drift, parity_input, run_onnx, set_metadata
 
 FORMATS = ("onnx", "openvino")
 
@@ -43,6 +43,8 @@ def export_model(
         raise InputError("--half and --int8 are exclusive")
     if half and format != "openvino":
         raise InputError("--half applies to --format openvino (FP16 IR weights)")
+    if dynamic and (int8 or format == "openvino"):
+        raise InputError("OpenVINO and INT8 export start from a static ONNX graph; leave out --dynamic")
     if int8 and calib is None:
         raise InputError("--int8 needs --calib DIR: a folder of real images to calibrate on (300+ recommended)")
     if int8:
@@ -74,8 +76,9 @@ def export_model(
     tensors, parity = [], None
     if pose:
         assert meta is not None
-        shape = parse_value(props.get("export_settings", "{}")).get("imgsz") or max(meta.imgsz)
-        if parse_value(props.get("export_settings", "{}")).get("dynamic"):
+        exported = parse_value(props.get("export_settings", "{}"))
+        shape = exported.get("imgsz") or max(meta.imgsz)
+        if exported.get("dynamic"):
             raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
         parity, _ = parity_input(int(shape), False, meta.stride)
         if int8:
@@ -106,6 +109,7 @@ def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, k
     """Quantise, give the graph its source's metadata plus its own settings and drift, write atomically."""
     import onnx
 
+    from .openvino import onnx_metadata
     from .quantize import quantize_onnx
 
     final = out / f"{source.stem}_int8.onnx"
@@ -116,13 +120,10 @@ def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, k
         fidelity = head_drift(run_onnx(staged, parity), run_onnx(source, parity), meta.kpt_shape[1], len(meta.names))
         fidelity["input_shape"] = list(parity.shape)
         model = onnx.load(str(staged))
-        props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+        props = onnx_metadata(source)
         export_settings = {**parse_value(props.get("export_settings", "{}")), **settings, "precision": "int8",
                            "source_graph": source.name, "source_graph_sha256": sha256_file(source)}  # fmt: skip
-        props.update(export_settings=json.dumps(export_settings), fidelity=json.dumps(fidelity))
-        del model.metadata_props[:]
-        for key, value in props.items():
-            model.metadata_props.add(key=key, value=value)
+        set_metadata(model, {**props, "export_settings": json.dumps(export_settings), "fidelity": json.dumps(fidelity)})
         onnx.save(model, str(staged))
         os.replace(staged, final)
         write_checksum(final)  # what `--verify` checks the graph against

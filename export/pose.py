@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from edgepose import __version__
-from edgepose.errors import ExportError, MissingExtraError
+from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.keypoints import COCO_KEYPOINTS, COCO_SKELETON
 from edgepose.metadata import sha256_file
-from edgepose.preprocess import letterbox, to_tensor
+from edgepose.preprocess import letterbox_tensor
 from edgepose.sources import read_image, sample_images
 
 from .weights import resolve_weights
@@ -70,10 +70,17 @@ def _torch_head(model: Any, tensor: np.ndarray) -> np.ndarray:
 
 
 def parity_input(imgsz: int, dynamic: bool, stride: int) -> tuple[np.ndarray, str]:
-    """The network input of the parity check: a bundled real photo, letterboxed as the runtime does."""
+    """The network input of the parity check: a bundled real photo, letterboxed by the runtime's own code."""
     image_path = sample_images()[0]
-    padded, _ = letterbox(read_image(image_path), (imgsz, imgsz), stride=stride, auto=dynamic)
-    return to_tensor(padded), image_path.name
+    tensor, _ = letterbox_tensor(read_image(image_path), (imgsz, imgsz), stride=stride, auto=dynamic)
+    return tensor, image_path.name
+
+
+def set_metadata(model: Any, props: dict[str, str]) -> None:
+    """Replace an ONNX model's ``metadata_props`` (string values; edgepose's are JSON-encoded)."""
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
 
 
 def head_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -> dict[str, Any]:
@@ -141,7 +148,7 @@ def export_pose(
         try:
             yolo = YOLO(str(local))
         except Exception as exc:  # torch.load / Ultralytics raise many types for a bad checkpoint
-            raise ExportError(f"{source} is not an Ultralytics checkpoint: {str(exc).splitlines()[0][:200]}") from None
+            raise ExportError(f"{source} is not an Ultralytics checkpoint: {first_line(exc)}") from None
         if yolo.task != "pose":
             raise ExportError(f"{source} is a '{yolo.task}' model, not a pose model")
         tensor, parity_image = parity_input(imgsz, dynamic, int(max(yolo.model.stride)))
@@ -151,7 +158,7 @@ def export_pose(
                 yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True, device="cpu")
             )
         except Exception as exc:
-            raise ExportError(f"Ultralytics' ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
+            raise ExportError(f"Ultralytics' ONNX export failed: {first_line(exc)}") from None
 
         graph = onnx.load(str(exported))
         meta = {p.key: p.value for p in graph.metadata_props}
@@ -177,13 +184,11 @@ def export_pose(
         }
         for key, value in ours.items():
             meta[key] = json.dumps(value)
-        del graph.metadata_props[:]
-        for key, value in meta.items():
-            graph.metadata_props.add(key=key, value=value)
+        set_metadata(graph, meta)
         try:
             onnx.checker.check_model(graph, full_check=True)
         except onnx.checker.ValidationError as exc:
-            raise ExportError(f"onnx checker rejected the graph: {str(exc).splitlines()[0][:200]}") from None
+            raise ExportError(f"onnx checker rejected the graph: {first_line(exc)}") from None
         staged = work / f"{source.stem}.onnx.partial"
         onnx.save(graph, str(staged))
         final = out / f"{source.stem}.onnx"

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edgepose.errors import ExportError, InputError
+from edgepose.errors import ExportError, InputError, first_line
 from edgepose.metadata import ModelMeta
-from edgepose.preprocess import letterbox, to_tensor
+from edgepose.preprocess import letterbox_tensor
 from edgepose.sources import list_images, read_image
 
 log = logging.getLogger("edgepose")
@@ -31,7 +31,7 @@ RECOMMENDED_CALIBRATION_IMAGES = 300
 
 
 def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: tuple[int, int]) -> list[np.ndarray]:
-    """Every readable image of the folder, letterboxed to the graph's input as the runtime does."""
+    """Every readable image of the folder, letterboxed to the graph's input by the runtime's own code."""
     folder = Path(calib)
     if not folder.is_dir():
         raise InputError(f"calibration folder not found: {folder}")
@@ -43,8 +43,7 @@ def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: 
         except InputError as exc:
             log.warning(f"calibration: skipping {exc}")
             continue
-        padded, _ = letterbox(image, input_shape, stride=meta.stride, auto=False)
-        tensors.append(to_tensor(padded))
+        tensors.append(letterbox_tensor(image, input_shape, stride=meta.stride, auto=False)[0])
     if not tensors:
         raise InputError(f"no readable images in calibration folder: {folder}")
     if len(tensors) < RECOMMENDED_CALIBRATION_IMAGES:
@@ -103,7 +102,7 @@ def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_he
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                             nodes_to_exclude=excluded)  # fmt: skip
         except Exception as exc:  # onnxruntime.quantization raises assorted types
-            raise ExportError(f"onnxruntime quantisation failed: {str(exc).splitlines()[0][:200]}") from None
+            raise ExportError(f"onnxruntime quantisation failed: {first_line(exc)}") from None
     return {"route": "onnxruntime.quantization", "format": "QDQ", "weights": "int8 per-channel",
             "activations": "uint8", "calibration": "MinMax", "images": len(tensors),
             "float_nodes": len(excluded)}  # fmt: skip
