@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,21 @@ def pytest_configure(config: pytest.Config) -> None:
     from edgepose.export.reference import repair_torchvision
 
     repair_torchvision()
+
+
+def edgepose_cli(
+    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m edgepose ARGS`` as a user types it, with no stdin."""
+    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
+    """The CLI's contract for bad input: one ``error:`` line, the documented exit code, no traceback."""
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and fragment in proc.stderr
 
 
 def require_shared(path: Path) -> Path:

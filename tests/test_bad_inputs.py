@@ -32,16 +32,10 @@ from edgepose.outputs import write_json
 from edgepose.sources import list_images, read_image
 from edgepose.val import box_iou
 
-from .conftest import ROOT
-from .test_cli import assert_one_line_error
+from .conftest import ROOT, assert_one_line_error, edgepose_cli
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
 API_ERRORS = {InputError.exit_code: InputError, ModelError.exit_code: ModelError}
-
-
-def edgepose_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=env)  # fmt: skip
 
 
 # ---- real files, made from the bundled photos ----------------------------------------------------

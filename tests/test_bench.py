@@ -16,14 +16,11 @@ from edgepose.bench import BenchSettings, parse_targets, run_bench
 from edgepose.device_info import clock_state, throttling
 from edgepose.errors import InputError
 
+from .conftest import edgepose_cli as edgepose
+
 ROOT = Path(__file__).resolve().parent.parent
 CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
 PERCENTILES = ("p50", "p90", "p95", "p99", "max")
-
-
-def edgepose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=env)  # fmt: skip
 
 
 def assert_stats(stats: dict) -> None:

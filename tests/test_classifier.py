@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +13,10 @@ from edgepose.classifier import KeypointClassifier
 from edgepose.keypoint_csv import read_table
 
 from .conftest import ROOT, SHARED_DATA, require_shared
+from .conftest import edgepose_cli as run
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
 YOGA_CSV = SHARED_DATA / "yoga_pose_keypoint.csv"
-
-
-def run(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-
-def edgepose(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, stdin=subprocess.DEVNULL)  # fmt: skip
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and fragment in proc.stderr
+from .conftest import edgepose_cli as edgepose
 
 
 def test_predict_json_schema_and_annotated_images(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:

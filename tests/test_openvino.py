@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +14,10 @@ from edgepose.classifier import KeypointClassifier
 from edgepose.compare import compare_models
 from edgepose.predictor import load
 
-from .conftest import COCO8_POSE, ROOT, require_shared
+from .conftest import COCO8_POSE, ROOT, assert_one_line_error, require_shared
+from .conftest import edgepose_cli as edgepose
 
 CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
-
-
-def edgepose(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgepose", *map(str, args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
 
 
 def export(*args: object) -> dict:
@@ -147,12 +141,6 @@ def test_compare_against_pytorch(yolo11_weights: Path, yolo11_onnx: Path) -> Non
     report = json.loads(proc.stdout)
     assert report["persons"] == {"matched": 6, "missed": 0, "extra": 0}
     assert report["keypoint_drift_px"]["max"] < 0.05
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, fragment: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    assert proc.stderr.startswith("error:") and proc.stderr.count("\n") == 1, proc.stderr
-    assert fragment in proc.stderr
 
 
 def test_int8_without_calib_is_refused(yolo11_onnx: Path, tmp_path: Path) -> None:

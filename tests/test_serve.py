@@ -19,9 +19,8 @@ import pytest
 
 from edgepose.errors import InputError, MissingExtraError
 
-from .conftest import ROOT
-from .test_cli import assert_one_line_error
-from .test_cli import edgepose as run_cli
+from .conftest import ROOT, assert_one_line_error
+from .conftest import edgepose_cli as run_cli
 
 CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
 LABELS = ("Chair", "Cobra", "Downdog", "Goddess", "Plank", "Tree", "Warrior")  # the shipped classifier's classes

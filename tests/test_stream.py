@@ -20,9 +20,8 @@ from edgepose.errors import InputError
 from edgepose.stream import Stream, is_stream_source, stream_engine
 from edgepose.track import LabelHysteresis, OneEuroFilter, Tracker, TrackOptions
 
-from .conftest import ROOT, SAMPLE_VIDEO_FRAMES_EACH
-from .test_cli import assert_one_line_error
-from .test_cli import edgepose as run_cli
+from .conftest import ROOT, SAMPLE_VIDEO_FRAMES_EACH, assert_one_line_error
+from .conftest import edgepose_cli as run_cli
 
 CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
 N = SAMPLE_VIDEO_FRAMES_EACH
