@@ -3,7 +3,9 @@
     python benchmarks/int8_accuracy.py [--weights models/yolo11n-pose.onnx] [--data ../shared/data/coco8-pose]
 
 Two folds over the labelled coco8-pose images: calibrate on one split plus the bundled samples,
-measure on the other split, so no image calibrates the graph it is scored on. Per fold and
+measure on the other split, so no image calibrates the graph it is scored on. The summary pools
+the two folds (each image scored once per graph) and gives each mAP change against FP32 a 95 %
+paired bootstrap interval over the images. Per fold and
 graph: pose/box mAP50-95 (edgepose val), keypoint drift in pixels and detection agreement
 against the FP32 ONNX graph (edgepose compare), and the median end-to-end latency of the
 predictor on the fold's images, all graphs timed in interleaved rounds so machine noise hits
@@ -27,7 +29,7 @@ from edgepose.compare import compare_models
 from edgepose.export.pipeline import export_model
 from edgepose.predictor import load
 from edgepose.sources import list_images, sample_images
-from edgepose.val import evaluate, load_dataset
+from edgepose.val import load_dataset, map_delta_interval, match_images, pooled_map
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # name -> export_model options (from the FP32 ONNX graph)
@@ -57,7 +59,8 @@ def median_latency_ms(models: dict[str, object], images: list[Path], rounds: int
     return {name: round(float(np.median(t)) * 1000, 2) for name, t in times.items()}
 
 
-def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: Path, rounds: int) -> dict:
+def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: Path, rounds: int,
+             matches: dict[str, list]) -> dict:  # fmt: skip
     calib = work / f"calib-{calib_split}"
     calib.mkdir()
     for image in [*list_images(data / "images" / calib_split), *sample_images()]:
@@ -72,7 +75,9 @@ def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: 
     fold: dict = {"calibration": sorted(p.name for p in calib.iterdir()), "test_images": [p.name for p in images]}
     reference = load(source)
     for name, path in graphs.items():
-        metrics = evaluate(load(path, conf=0.001), images, kpt_shape)
+        found = match_images(load(path, conf=0.001), images, kpt_shape)
+        matches.setdefault(name, []).extend(found)  # pooled over folds: each image scored once per graph
+        metrics = pooled_map(found)
         fold[name] = {"pose_map50_95": round(metrics["pose_map50_95"], 4), "box_map50_95": round(metrics["box_map50_95"], 4),
                       "instances": metrics["instances"]}  # fmt: skip
         if name != "onnx_fp32":
@@ -93,18 +98,20 @@ def main() -> None:
     args = parser.parse_args()
 
     source, data = Path(args.weights), Path(args.data)
+    matches: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folds = {f"test_{test}": run_fold(source, data, calib, test, Path(tmp), args.rounds)
+        folds = {f"test_{test}": run_fold(source, data, calib, test, Path(tmp), args.rounds, matches)
                  for calib, test in (("train", "val"), ("val", "train"))}  # fmt: skip
     summary = {}
     for name in ["onnx_fp32", *VARIANTS]:
-        maps = [fold[name]["pose_map50_95"] for fold in folds.values()]
         speed = [folds[f]["onnx_fp32"]["latency_ms_p50"] / folds[f][name]["latency_ms_p50"] for f in folds]
-        summary[name] = {"pose_map50_95_mean": round(float(np.mean(maps)), 4),
+        # every labelled image scored once, by the graph calibrated without it; the interval is a
+        # paired bootstrap over those images: how far the delta could move on another draw of them
+        delta = map_delta_interval(matches["onnx_fp32"], matches[name])
+        summary[name] = {"pose_map50_95": round(pooled_map(matches[name])["pose_map50_95"], 4),
+                         "pose_map50_95_points_vs_fp32": round(delta["delta"] * 100, 2),
+                         "points_vs_fp32_ci95": [round(delta["ci95_low"] * 100, 2), round(delta["ci95_high"] * 100, 2)],
                          "speedup_vs_onnx_fp32": round(float(np.mean(speed)), 2)}  # fmt: skip
-    base = summary["onnx_fp32"]["pose_map50_95_mean"]
-    for row in summary.values():
-        row["pose_map50_95_points_vs_fp32"] = round((row["pose_map50_95_mean"] - base) * 100, 2)
     ov_fp32 = np.mean([folds[f]["openvino_fp32"]["latency_ms_p50"] for f in folds])
     ov_int8 = np.mean([folds[f]["openvino_int8"]["latency_ms_p50"] for f in folds])
     summary["openvino_int8"]["speedup_vs_openvino_fp32"] = round(float(ov_fp32 / ov_int8), 2)

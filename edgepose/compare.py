@@ -122,17 +122,20 @@ def accuracy_report(
     **options: Any,
 ) -> dict[str, Any]:
     """Keypoint drift and detection agreement of ``got`` against ``ref`` on images; with a YOLO
-    pose dataset yaml, the OKS mAP of both (at conf 0.001, as ``val``)."""
-    from .val import evaluate, load_dataset
+    pose dataset yaml, the OKS mAP of both (at conf 0.001, as ``val``) and their difference with
+    a 95 % paired bootstrap interval over the dataset's images."""
+    from .val import load_dataset, map_delta_interval, match_images, pooled_map
 
     models = [open_model(path, **options) for path in (ref, got)]
     report: dict[str, Any] = {"reference": ref, "candidate": got, **compare_models(*models, images, progress)}
     if data:
         val_images, kpt_shape = load_dataset(data)
-        report["map"] = {
-            name: evaluate(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
+        matches = {
+            name: match_images(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
             for name, path in (("reference", ref), ("candidate", got))
         }
-        delta = report["map"]["candidate"]["pose_map50_95"] - report["map"]["reference"]["pose_map50_95"]
-        report["map"]["pose_map50_95_delta"] = round(delta, 4)
+        report["map"] = {name: pooled_map(m) for name, m in matches.items()}
+        interval = map_delta_interval(matches["reference"], matches["candidate"])
+        report["map"]["pose_map50_95_delta"] = round(interval["delta"], 4)
+        report["map"]["pose_map50_95_delta_ci95"] = [round(interval["ci95_low"], 4), round(interval["ci95_high"], 4)]
     return report

@@ -133,6 +133,8 @@ def test_compare_cli_reports_drift_and_map(yolo11_onnx: Path, ir: Path) -> None:
     assert report["persons"]["missed"] == 0 and report["keypoint_drift_px"]["n"] > 0
     assert set(report["per_keypoint_drift_px"]) >= {"nose", "left_ankle"}
     assert abs(report["map"]["pose_map50_95_delta"]) < 0.005
+    low, high = report["map"]["pose_map50_95_delta_ci95"]
+    assert low <= report["map"]["pose_map50_95_delta"] <= high and high - low < 0.01  # two graphs that agree
 
 
 def test_compare_against_pytorch(yolo11_weights: Path, yolo11_onnx: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from edgepose.keypoints import COCO_SIGMAS
-from edgepose.val import average_precision, box_iou, keypoint_oks, match
+from edgepose.val import average_precision, box_iou, keypoint_oks, load_dataset, map_delta_interval, match, match_images
 
 from .conftest import COCO8_POSE, require_shared
 
@@ -78,6 +78,21 @@ def test_val_agrees_with_ultralytics_val(yolo11_onnx: Path, tmp_path: Path) -> N
     assert abs(ours["pose_map50"] - ref.pose.map50) <= 0.005
     assert abs(ours["box_map50_95"] - ref.box.map) <= 0.005
     assert ours["pose_map50_95"] > 0.2  # a real model on real people, not an empty evaluation
+
+
+def test_map_delta_interval_on_real_data(yolo11_dynamic_onnx: Path) -> None:
+    """A graph against itself: delta and interval exactly 0. Against the same graph fed 256-pixel
+    inputs (a real loss of detail): the delta is negative and lies inside its interval."""
+    import edgepose
+
+    images, kpt_shape = load_dataset(require_shared(COCO8_POSE))
+    full = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001), images, kpt_shape)
+    same = map_delta_interval(full, full, resamples=200)
+    assert same["delta"] == same["ci95_low"] == same["ci95_high"] == 0.0
+    small = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001, imgsz=256), images, kpt_shape)
+    worse = map_delta_interval(full, small, resamples=500)
+    assert worse["delta"] < -0.05
+    assert worse["ci95_low"] <= worse["delta"] <= worse["ci95_high"] and worse["ci95_low"] < worse["ci95_high"]
 
 
 def test_val_bad_dataset(yolo11_onnx: Path, tmp_path: Path) -> None:
