@@ -4,8 +4,10 @@ Per backend and device: session creation, first result, warm latency percentiles
 of the real pipeline (``PosePredictor.predict`` reports each stage through its ``lap`` hook, so
 the code timed is the code users run), the bare forward pass on pre-made tensors as the lower
 bound, cold start to first result and peak memory in a fresh runtime-only process, optionally N
-requests in flight, and Ultralytics' own predict on the same images for a ratio. Devices that
-cannot run here are listed as skipped with the reason. Torch-free unless ``compare_ultralytics``.
+requests in flight, and Ultralytics' own predict on the same images for a ratio. Several models
+(FP32, FP16, INT8 forms of one network) are timed in the same interleaved rounds, so their
+speed-ups come from one run. Devices that cannot run here are listed as skipped with the reason.
+Torch-free unless ``compare_ultralytics``.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from .backends import BACKENDS, OPENVINO_PRECISIONS, ORT_PROVIDERS, resolve_backend
+from .backends import BACKENDS, OPENVINO_PRECISIONS, ORT_PROVIDERS, check_model_form, resolve_backend
 from .device_info import clock_state, current_rss_mb, onnxruntime_distribution, peak_rss_mb, system_info
 from .errors import EdgeposeError, InputError, MissingExtraError, ModelError, first_line
 from .predictor import PosePredictor, check_threshold, load
 from .sources import list_images, read_image, sample_images
 
-SCHEMA = "edgepose.bench/1"
+SCHEMA = "edgepose.bench/2"  # 2: several models (settings.model a list, targets[].model, models)
 STAGES = ("read", "preprocess", "inference", "postprocess", "classifier")
 DEFAULT_RUNS = 50
 COLD_STARTS = 3  # fresh processes per target; the median one is reported
@@ -45,7 +47,7 @@ Progress = Callable[[Sequence[Any], str], Iterable[Any]]
 class BenchSettings:
     """What to measure; the CLI's options one for one (see ``edgepose bench --help``)."""
 
-    model: str
+    model: tuple[str, ...]  # one or more graphs, timed in the same rounds; a single path is taken as one
     classifier: str | None = None
     backend: str = "auto"  # one of BACKENDS, or a comma list of them
     devices: str | None = None  # comma list; 'backend:device' pins one to a backend
@@ -63,9 +65,14 @@ class BenchSettings:
     cold_start: bool = True
     compare_ultralytics: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        models = (self.model,) if isinstance(self.model, (str, os.PathLike)) else self.model
+        self.model = tuple(str(m) for m in models)
+
     def command(self) -> str:
         """The ``edgepose bench`` command line that measures exactly this (output options aside)."""
-        parts, default = ["edgepose", "bench", "--model", self.model], BenchSettings(model=self.model)
+        parts = ["edgepose", "bench", *[item for model in self.model for item in ("--model", model)]]
+        default = BenchSettings(model=self.model)
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "model" or value == getattr(default, f.name):
@@ -103,8 +110,15 @@ class BenchSettings:
             raise InputError(f"max_det must be at least 1, got {self.max_det}")
         check_threshold("conf", self.conf)
         check_threshold("iou", self.iou)
-        if not Path(self.model).exists():
-            raise ModelError(f"model not found: {self.model}")
+        if not self.model:
+            raise InputError("give at least one --model")
+        for model in self.model:
+            if not Path(model).exists():
+                raise ModelError(f"model not found: {model}")
+            check_model_form(model)
+        twice = [m for i, m in enumerate(self.model) if m in self.model[:i]]
+        if twice:
+            raise InputError(f"--model {twice[0]} is given twice")
         for weights in self.compare_ultralytics:
             if not Path(weights).is_file():
                 raise InputError(f"--compare-ultralytics: no such file: {weights}")
@@ -168,11 +182,26 @@ def parse_targets(model: str, backend: str = "auto", devices: str | None = None,
     return list(dict.fromkeys(expanded))
 
 
+def model_names(models: Sequence[str]) -> dict[str, str]:
+    """How each model is named in target labels: its file or folder name, or the path as given
+    where two models share a name (``a/pose.onnx``, ``b/pose.onnx``)."""
+    names = [Path(m).name for m in models]
+    return {m: name if names.count(name) == 1 else m for m, name in zip(models, names)}
+
+
+def is_openvino_ir(model: str | os.PathLike) -> bool:
+    """An IR folder or ``.xml``: what onnxruntime cannot read."""
+    return Path(model).suffix.lower() == ".xml" or Path(model).is_dir()
+
+
 _OV_CORE: Any = None
 
 
-def skip_reason(target: Target) -> str | None:
-    """Why this target cannot run here (provider or device missing), or None when it can."""
+def skip_reason(target: Target, model: str | os.PathLike | None = None) -> str | None:
+    """Why this target cannot run here (provider or device missing, or a model form its engine
+    cannot read), or None when it can."""
+    if target.backend == "onnxruntime" and model is not None and is_openvino_ir(model):
+        return "onnxruntime cannot read OpenVINO IR (give --backend openvino, or auto)"
     if target.backend == "onnxruntime":
         import onnxruntime as ort
 
@@ -224,10 +253,11 @@ def _overhead(per_image: Sequence[dict[str, Any]]) -> dict[str, float]:
             "frame_over_forward_p50": round(frame / fwd, 4)}  # fmt: skip
 
 
-def _ratio(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]]) -> float | None:
-    """Sum over the images both timed of each one's end-to-end p50, ours over theirs."""
-    reference = {i["image"]: i["end_to_end_p50_ms"] for i in theirs}
-    pairs = [(i["end_to_end_p50_ms"], reference.get(i["image"])) for i in ours]
+def _ratio(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]],
+           key: str = "end_to_end_p50_ms") -> float | None:  # fmt: skip
+    """Sum over the images both timed of each one's p50 (``key``: end to end or forward), ours over theirs."""
+    reference = {i["image"]: i.get(key) for i in theirs}
+    pairs = [(i.get(key), reference.get(i["image"])) for i in ours]
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     return round(sum(a for a, _ in pairs) / sum(b for _, b in pairs), 4) if pairs else None
 
@@ -321,11 +351,12 @@ def _spawn(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cold_start(target: Target, settings: BenchSettings, paths: Sequence[Path], spawns: int = COLD_STARTS) -> dict:
+def cold_start(model: str, target: Target, settings: BenchSettings, paths: Sequence[Path],
+               spawns: int = COLD_STARTS) -> dict:  # fmt: skip
     """Fresh Python processes that import edgepose, load the model and predict: the time from spawning
     one to its first result and where it went (the median spawn of ``spawns``, all of them listed),
     and the largest peak RSS of a process that then predicted every image once."""
-    args = {"model": str(settings.model), "load": _load_kwargs(target, settings), "images": [str(p) for p in paths]}
+    args = {"model": str(model), "load": _load_kwargs(target, settings), "images": [str(p) for p in paths]}
     runs = []
     for _ in range(spawns):
         run = _spawn(args)
@@ -351,7 +382,7 @@ def _engine_facts(predictor: PosePredictor) -> dict[str, Any]:
     return facts
 
 
-def _throughput(target: Target, settings: BenchSettings, paths: Sequence[Path], runs: int,
+def _throughput(model: str, target: Target, settings: BenchSettings, paths: Sequence[Path], runs: int,
                 single_fps: float | None) -> dict[str, Any]:  # fmt: skip
     """``streams`` frames in flight through the whole pipeline: FPS and per-frame latency under load.
 
@@ -361,7 +392,7 @@ def _throughput(target: Target, settings: BenchSettings, paths: Sequence[Path], 
     n, streams = len(paths), settings.streams
     latencies: list[float] = []
     if target.backend == "openvino":
-        predictor = load(settings.model, **_load_kwargs(target, settings, hint="throughput"))
+        predictor = load(model, **_load_kwargs(target, settings, hint="throughput"))
         compiled = predictor.backend.compiled  # type: ignore[attr-defined]
         requests = [compiled.create_infer_request() for _ in range(streams)]
         pending: list[tuple | None] = [None] * streams
@@ -401,7 +432,7 @@ def _throughput(target: Target, settings: BenchSettings, paths: Sequence[Path], 
         import queue as queues
 
         threads = settings.threads or max(1, (os.cpu_count() or 1) // streams)
-        predictors = [load(settings.model, **_load_kwargs(target, settings, threads=threads)) for _ in range(streams)]
+        predictors = [load(model, **_load_kwargs(target, settings, threads=threads)) for _ in range(streams)]
         for predictor in predictors:  # warm every stream on every image shape
             for path in paths:
                 predictor.predict(path)
@@ -456,12 +487,16 @@ def _failure(exc: Exception) -> str:
 
 
 class TargetBench:
-    """One backend on one device: prepared once (cold start, session, first result, warm-up), then
-    timed a few runs at a time in turn with the other targets, so that a machine whose load drifts
-    (a shared box, a Pi warming up) weighs on every target alike and the ratios stay honest."""
+    """One model on one backend and device: prepared once (cold start, session, first result, warm-up),
+    then timed a few runs at a time in turn with the other targets, so that a machine whose load drifts
+    (a shared box, a Pi warming up) weighs on every target alike and the ratios stay honest.
+    ``label``: the target's name in the report (the model's name first when several are compared)."""
 
-    def __init__(self, target: Target, settings: BenchSettings, paths: Sequence[Path]) -> None:
+    def __init__(self, target: Target, settings: BenchSettings, paths: Sequence[Path], model: str | None = None,
+                 label: str | None = None) -> None:  # fmt: skip
         self.target, self.settings, self.paths = target, settings, list(paths)
+        self.model = model or settings.model[0]
+        self.label = label or target.label
         self.status, self.reason, self.error = "ok", "", None
         self.samples: dict[str, list[float]] = {}
         self.forward: list[float] = []
@@ -470,14 +505,14 @@ class TargetBench:
         self.predictor: PosePredictor | None = None
 
     def prepare(self) -> None:
-        reason = skip_reason(self.target)
+        reason = skip_reason(self.target, self.model)
         if reason:
             self.status, self.reason = "skipped", reason
             return
         settings, target = self.settings, self.target
-        self.cold = cold_start(target, settings, self.paths) if settings.cold_start else None
+        self.cold = cold_start(self.model, target, settings, self.paths) if settings.cold_start else None
         started = time.perf_counter()
-        self.predictor = predictor = load(settings.model, **_load_kwargs(target, settings))
+        self.predictor = predictor = load(self.model, **_load_kwargs(target, settings))
         self.session_s = time.perf_counter() - started
         wanted = ORT_PROVIDERS[target.device][0] if target.backend == "onnxruntime" else None
         if wanted and predictor.providers[0] != wanted:
@@ -517,7 +552,7 @@ class TargetBench:
         self.done += 1
 
     def report(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"target": self.target.label, "backend": self.target.backend,
+        entry: dict[str, Any] = {"target": self.label, "model": self.model, "backend": self.target.backend,
                                  "device": self.target.device}  # fmt: skip
         if self.status != "ok":
             return {**entry, "status": self.status, "reason": self.reason}
@@ -670,16 +705,39 @@ def _plain(items: Sequence[Any], label: str) -> Iterator[Any]:
     yield from items
 
 
+def model_speedups(benches: Sequence[TargetBench], reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each model after the first against the first model given that ran on the same backend, device
+    and precision (so an INT8 IR meets the FP32 IR, an INT8 ONNX the FP32 ONNX): reference p50 over
+    this model's p50, each image's p50 summed as in ``_ratio``; > 1 means this model is faster."""
+    ran = [(b, r) for b, r in zip(benches, reports) if r["status"] == "ok"]
+    out = []
+    for bench, report in ran:
+        reference = next((r for b, r in ran if b.target == bench.target), None)
+        if reference is None or reference is report:
+            continue
+        out.append({
+            "model": bench.model, "reference": reference["model"], "target": bench.target.label,
+            "end_to_end_p50_speedup": _ratio(reference["images"], report["images"]),
+            "forward_p50_speedup": _ratio(reference["images"], report["images"], "forward_p50_ms"),
+        })  # fmt: skip
+    return out
+
+
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
-    """Measure every target (and Ultralytics if asked) and return the report (schema: README)."""
+    """Measure every model on every target (and Ultralytics if asked), all in the same interleaved
+    rounds, and return the report (schema: README)."""
     settings.check()
     progress = progress or _plain
-    targets = parse_targets(settings.model, settings.backend, settings.devices, settings.precisions)
+    models = settings.model
+    names = model_names(models)
+    targets = [(model, target) for model in models
+               for target in parse_targets(model, settings.backend, settings.devices, settings.precisions)]  # fmt: skip
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)
     before = clock_state()
-    benches = [TargetBench(target, settings, paths) for target in targets]
+    benches = [TargetBench(target, settings, paths, model, target.label if len(models) == 1 else
+                           f"{names[model]} {target.label}") for model, target in targets]  # fmt: skip
     for bench in progress(benches, "preparing"):  # cold starts, sessions, first results, warm-up
         _guarded(bench, bench.prepare)
     ready = [b for b in benches if b.status == "ok"]
@@ -700,7 +758,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         bench.predictor = None  # the throughput phase loads its own
         if settings.streams and report["status"] == "ok":
             try:
-                report["throughput"] = _throughput(bench.target, settings, paths, bench.done,
+                report["throughput"] = _throughput(bench.model, bench.target, settings, paths, bench.done,
                                                    report["stages"]["end_to_end"]["fps"])  # fmt: skip
             except InputError:
                 raise
@@ -712,6 +770,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         for r in reports if r["status"] == "ok" for u in ultra_reports if u["status"] == "ok"
     ]  # fmt: skip
     settings_out = asdict(settings)
+    settings_out["model"] = list(models)
     settings_out["compare_ultralytics"] = list(settings.compare_ultralytics)
     settings_out["images"] = [str(p) for p in paths]
     return {
@@ -722,6 +781,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         "system": system_info(),
         "clock": {"before": before, "after": after},
         "targets": reports,
+        "models": model_speedups(benches, reports),
         "ultralytics": ultra_reports,
         "ratios": ratios,
         "bench_process": {"peak_rss_mb": peak_rss_mb(), "rss_mb": current_rss_mb()},

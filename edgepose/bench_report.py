@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .bench import model_names
 from .errors import MissingExtraError
 from .outputs import write_bytes_atomic
 
@@ -67,6 +68,47 @@ def _stage_rows(stats: dict[str, Any], rows: list[tuple[str, str]]) -> list[tupl
     return [(label, stats[key]) for key, label in rows if key in stats]
 
 
+def _models(report: dict[str, Any]) -> list[str]:
+    """The models measured, in the order given (a schema/1 report held one, as a string)."""
+    model = report["settings"]["model"]
+    return list(model) if isinstance(model, (list, tuple)) else [model]
+
+
+def _engine(report: dict[str, Any], target: dict[str, Any]) -> str:
+    """A target's label without its model's name (the name leads the label when several models ran)."""
+    models = _models(report)
+    if len(models) == 1:
+        return target["target"]
+    return target["target"][len(model_names(models)[target["model"]]) + 1 :]
+
+
+def _uncompared(report: dict[str, Any]) -> list[str]:
+    """Models after the first that ran but met no earlier model on the same backend and device."""
+    compared = {m["model"] for m in report.get("models", [])}
+    ran = dict.fromkeys(t["model"] for t in report["targets"] if t["status"] == "ok")
+    return [m for m in _models(report)[1:] if m in ran and m not in compared]
+
+
+def _speedup_lines(report: dict[str, Any]) -> list[str]:
+    """The models' speed-ups for a terminal; empty with one model."""
+    if len(_models(report)) < 2:
+        return []
+    if not report.get("models"):
+        return [f"speed-up: {NO_SPEEDUP}"]
+    names = model_names(_models(report))
+    lines = [f"speed-up against {names[_models(report)[0]]} (or the first model given on the same engine): "
+             "reference p50 / model p50, each image's p50 summed; > 1 is faster"]  # fmt: skip
+    for m in report["models"]:
+        lines.append(f"  {names[m['model']]} against {names[m['reference']]} on {m['target']}: end to end "
+                     f"x{_num(m['end_to_end_p50_speedup'], 3)}, bare forward x{_num(m['forward_p50_speedup'], 3)}")  # fmt: skip
+    lines += [f"  {names[m]}: not compared (no earlier model ran on its backend and device)"
+              for m in _uncompared(report)]  # fmt: skip
+    return lines
+
+
+NO_SPEEDUP = "none measured (no two models ran on the same backend and device)"
+
+
 def _text_table(rows: list[tuple[str, dict[str, Any]]], indent: str = "  ") -> list[str]:
     lines = [indent + f"{'stage (ms)':<24}" + "".join(f"{c.upper() if c == 'fps' else c:>9}" for c in COLUMNS)]
     for label, s in rows:
@@ -78,7 +120,7 @@ def format_table(report: dict[str, Any]) -> str:
     """The report for a terminal."""
     st, sy = report["settings"], report["system"]
     lines = [
-        f"edgepose bench: {st['model']}, {len(st['images'])} image(s), warm-up {st['warmup']}; "
+        f"edgepose bench: {', '.join(_models(report))}, {len(st['images'])} image(s), warm-up {st['warmup']}; "
         f"{sy['cpu']}, {sy['cores_usable']} core(s), onnxruntime {sy['libraries']['onnxruntime']}",
         f"before: {clock_line(report['clock']['before'])}",
         f"after:  {clock_line(report['clock']['after'])}",
@@ -118,6 +160,7 @@ def format_table(report: dict[str, Any]) -> str:
     for r in report["ratios"]:
         lines.append(f"{r['edgepose']} / ultralytics {Path(r['ultralytics']).name}, end to end p50: "
                      f"{_num(r['end_to_end_p50'], 3)}")  # fmt: skip
+    lines += _speedup_lines(report)
     return "\n".join(lines)
 
 
@@ -131,8 +174,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: system, summary across targets, percentiles per target, Ultralytics."""
     st, sy = report["settings"], report["system"]
     libs = ", ".join(f"{k} {v}" for k, v in sy["libraries"].items())
+    models = _models(report)
+    several = len(models) > 1
     lines = [
-        f"# edgepose bench: {Path(st['model']).name} on {sy['cpu']}",
+        f"# edgepose bench: {', '.join(Path(m).name for m in models)} on {sy['cpu']}",
         "",
         f"{report['created']}; {sy['cores_usable']} of {sy['cores_logical']} cores, {sy['memory_mb']} MB, "
         f"{sy['os']}, Python {sy['python']}; {libs}.",
@@ -150,14 +195,16 @@ def to_markdown(report: dict[str, Any]) -> str:
     header = ["target", "input h x w", "session s", "first result", "cold start s", "peak RSS MB", "read", "preprocess",
               "inference", "postprocess", "end to end", "e2e p99", "bare forward", "e2e / forward", "frame / forward",
               "FPS"]  # fmt: skip
+    header = ["model", *header] if several else header
     rows = []
     for t in report["targets"]:
+        first = [t["model"], _engine(report, t)] if several else [t["target"]]
         if t["status"] != "ok":
-            rows.append([t["target"], f"{t['status']}: {t['reason']}", *[""] * (len(header) - 2)])
+            rows.append([*first, f"{t['status']}: {t['reason']}", *[""] * (len(header) - len(first) - 1)])
             continue
         s, cold = t["stages"], t.get("cold_start") or {}
         rows.append([
-            t["target"], _shapes(t), _num(t["session_s"], 3), _num(t["first_result_ms"]),
+            *first, _shapes(t), _num(t["session_s"], 3), _num(t["first_result_ms"]),
             _num(cold.get("first_result_s"), 3), _num(cold.get("peak_rss_mb"), 0),
             *[_num(s[k]["p50"], 2) if k in s else "-" for k in ("read", "preprocess", "inference", "postprocess")],
             _num(s["end_to_end"]["p50"]), _num(s["end_to_end"]["p99"]), _num(t["forward"]["p50"]),
@@ -200,6 +247,18 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += _md_table(["edgepose", "Ultralytics", "ratio"],
                            [[r["edgepose"], Path(r["ultralytics"]).name, _num(r["end_to_end_p50"], 3)]
                             for r in report["ratios"]])  # fmt: skip
+    if several:
+        lines += ["", f"## Speed-up against {models[0]}", "",
+                  "Each model against the first model given that ran on the same backend and device: reference p50 "
+                  "over this model's p50, each image's p50 summed (> 1 is faster); all models timed in the same "
+                  "interleaved rounds.", ""]  # fmt: skip
+        if report.get("models"):
+            lines += _md_table(["model", "against", "target", "end to end", "bare forward"],
+                               [[m["model"], m["reference"], m["target"], _num(m["end_to_end_p50_speedup"], 3),
+                                 _num(m["forward_p50_speedup"], 3)] for m in report["models"]])  # fmt: skip
+        else:
+            lines.append(NO_SPEEDUP[0].upper() + NO_SPEEDUP[1:] + ".")
+        lines += [f"\n{m}: not compared (no earlier model ran on its backend and device)." for m in _uncompared(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -243,7 +302,9 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("p50 latency per image, stacked by stage (ms)", fontsize=8)
     ax.set_xlim(0, max((max(sum(ms for _, ms in b[1]), b[3] or 0) for b in bars), default=1) * 1.3)
-    title = f"edgepose bench: {Path(report['settings']['model']).name} on {report['system']['cpu']}"
+    models = _models(report)
+    what = Path(models[0]).name if len(models) == 1 else f"{len(models)} models"
+    title = f"edgepose bench: {what} on {report['system']['cpu']}"
     fig.suptitle(title + (f" (skipped: {', '.join(skipped)})" if skipped else ""), fontsize=9)
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
     ax.tick_params(axis="x", labelsize=8)

@@ -147,7 +147,9 @@ def _print_accuracy(report: dict[str, Any], to_stderr: bool) -> None:
     if "map" in report:
         m = report["map"]
         click.echo(f"  pose mAP50-95 {m['reference']['pose_map50_95']:.4f} -> {m['candidate']['pose_map50_95']:.4f} "
-                   f"({m['pose_map50_95_delta']:+.4f})", err=to_stderr)  # fmt: skip
+                   f"({m['pose_map50_95_delta']:+.4f}; 95% interval over images "
+                   f"{m['pose_map50_95_delta_ci95'][0]:+.4f} to {m['pose_map50_95_delta_ci95'][1]:+.4f})",
+                   err=to_stderr)  # fmt: skip
 
 
 VERIFY_OPTION = click.option("--verify", is_flag=True,
@@ -500,9 +502,11 @@ def info(model: str, verify: bool) -> None:
 @click.option(
     "--model",
     "-m",
-    default=DEFAULT_POSE_MODEL,
+    multiple=True,
+    default=(DEFAULT_POSE_MODEL,),
     show_default=True,
-    help="Pose graph: .onnx, or OpenVINO IR (.xml or its folder).",
+    help="Pose graph: .onnx, or OpenVINO IR (.xml or its folder). Repeatable: the models are timed in the "
+    "same rounds and each is compared with the first one given on the same backend and device.",
 )
 @click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds the classifier stage.")
 @click.option(
@@ -565,11 +569,11 @@ def info(model: str, verify: bool) -> None:
     default=None,
     help="Write per-stage latency bars as PNG (needs the bench extra: matplotlib).",
 )
-def bench(model: str, classifier: str | None, backend: str, devices: str | None, images: str | None,
+def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices: str | None, images: str | None,
           imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
           precision: str, conf: float, iou: float, max_det: int, cold_start: bool, ultralytics: tuple[str, ...],
           json_out: str | None, markdown: str | None, plot: str | None) -> None:  # fmt: skip
-    """Latency per stage, bare forward pass, cold start and memory per backend and device."""
+    """Latency per stage, bare forward pass, cold start and memory per model, backend and device."""
     from .bench import BenchSettings, run_bench
     from .bench_report import format_table, to_markdown, write_plot
     from .outputs import write_bytes_atomic

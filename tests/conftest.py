@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,25 @@ def yolo11_dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgepose.export import export_pose
 
     return Path(export_pose(dynamic=True, out=tmp_path_factory.mktemp("yolo11-dynamic")).path)
+
+
+@pytest.fixture(scope="session")
+def yolo11_int8_onnx(yolo11_onnx: Path, samples: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """INT8 of the static graph (onnxruntime static QDQ, by edgepose's export), calibrated on the bundled photos."""
+    from edgepose.export.pipeline import export_model
+
+    calib = tmp_path_factory.mktemp("calib-samples")
+    for sample in samples:
+        shutil.copy(sample, calib)
+    return Path(export_model(yolo11_onnx, int8=True, calib=calib, out=tmp_path_factory.mktemp("yolo11-int8"))[-1].path)
+
+
+@pytest.fixture(scope="session")
+def yolo11_ir(yolo11_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The static graph as FP32 OpenVINO IR (a folder, by edgepose's export)."""
+    from edgepose.export.pipeline import export_model
+
+    return Path(export_model(yolo11_onnx, format="openvino", out=tmp_path_factory.mktemp("yolo11-ir"))[-1].path)
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edgepose.bench import BenchSettings, parse_targets, run_bench
+from edgepose.bench import BenchSettings, model_names, parse_targets, run_bench
 from edgepose.device_info import clock_state, throttling
 from edgepose.errors import InputError
 
+from .conftest import assert_one_line_error
 from .conftest import edgepose_cli as edgepose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +37,11 @@ def test_cli_run_report_outputs_and_skipped_device(yolo11_onnx: Path, tmp_path: 
                     "--plot", out / "r.png")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "r.json").read_text())
-    assert report["schema"] == "edgepose.bench/1"
-    assert {"created", "command", "settings", "system", "clock", "targets", "ultralytics", "ratios"} <= set(report)
+    assert report["schema"] == "edgepose.bench/2"
+    assert {"created", "command", "settings", "system", "clock", "targets", "models", "ultralytics", "ratios"} <= set(
+        report
+    )
+    assert report["settings"]["model"] == [str(yolo11_onnx)] and report["models"] == []  # one model: nothing compared
     assert report["command"].startswith("edgepose bench --model ") and "--runs 3" in report["command"]
     assert {"cpu", "cores_logical", "libraries", "memory_mb"} <= set(report["system"])
     assert report["system"]["libraries"]["onnxruntime"][0].isdigit()
@@ -47,6 +51,7 @@ def test_cli_run_report_outputs_and_skipped_device(yolo11_onnx: Path, tmp_path: 
     assert (cuda["target"], cuda["status"]) == ("onnxruntime:cuda", "skipped")
     assert "CUDAExecutionProvider not available" in cuda["reason"]
     assert cpu["status"] == "ok" and cpu["providers"] == ["CPUExecutionProvider"] and cpu["runs"] == 3
+    assert cpu["model"] == cuda["model"] == str(yolo11_onnx)
     assert set(cpu["stages"]) == {"read", "preprocess", "inference", "postprocess", "classifier", "end_to_end"}
     for stats in [*cpu["stages"].values(), cpu["forward"]]:
         assert_stats(stats)
@@ -102,6 +107,61 @@ def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11
     assert ratios["openvino:CPU"] == pytest.approx(sum(ours) / sum(theirs), rel=1e-3)
 
 
+def test_several_models_are_timed_in_one_run(yolo11_onnx: Path, yolo11_int8_onnx: Path, tmp_path: Path) -> None:
+    """FP32 and INT8 ONNX in the same rounds: a row each, labelled by model, and the INT8 speed-up."""
+    out = tmp_path / "out"
+    proc = edgepose("bench", "-m", yolo11_onnx, "-m", yolo11_int8_onnx, "--runs", "2", "--warmup", "0",
+                    "--no-cold-start", "--json", out / "r.json", "--markdown", out / "r.md", "--plot", out / "r.png")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "r.json").read_text())
+    fp32, int8 = report["targets"]
+    assert [(t["target"], t["model"], t["status"]) for t in (fp32, int8)] == [
+        ("yolo11n-pose.onnx onnxruntime:cpu", str(yolo11_onnx), "ok"),
+        ("yolo11n-pose_int8.onnx onnxruntime:cpu", str(yolo11_int8_onnx), "ok")]  # fmt: skip
+    assert fp32["runs"] == int8["runs"] == 2 and [i["persons"] for i in fp32["images"]] == [4, 2]
+    (speedup,) = report["models"]
+    assert (speedup["model"], speedup["reference"], speedup["target"]) == (
+        str(yolo11_int8_onnx), str(yolo11_onnx), "onnxruntime:cpu")  # fmt: skip
+    assert speedup["end_to_end_p50_speedup"] > 0 and speedup["forward_p50_speedup"] > 0
+    assert speedup["end_to_end_p50_speedup"] == pytest.approx(
+        sum(i["end_to_end_p50_ms"] for i in fp32["images"]) / sum(i["end_to_end_p50_ms"] for i in int8["images"]),
+        rel=1e-3,
+    )
+    assert report["command"].startswith(f"edgepose bench --model {yolo11_onnx} --model {yolo11_int8_onnx} ")
+    markdown = (out / "r.md").read_text()
+    assert f"| {yolo11_onnx} | onnxruntime:cpu | 640x640 |" in markdown and "## Speed-up against" in markdown
+    assert f"| {yolo11_int8_onnx} | {yolo11_onnx} | onnxruntime:cpu |" in markdown
+    assert "yolo11n-pose_int8.onnx against yolo11n-pose.onnx on onnxruntime:cpu: end to end x" in proc.stdout
+    assert cv2.imread(str(out / "r.png")) is not None
+
+
+def test_ir_that_the_backend_cannot_read_is_a_skipped_row(yolo11_onnx: Path, yolo11_ir: Path, tmp_path: Path) -> None:
+    proc = edgepose("bench", "-m", yolo11_onnx, "-m", yolo11_ir, "--backend", "onnxruntime", "--runs", "2",
+                    "--warmup", "0", "--no-cold-start", "--json", tmp_path / "r.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    onnx, ir = report["targets"]
+    assert (onnx["target"], onnx["status"]) == ("yolo11n-pose.onnx onnxruntime:cpu", "ok")
+    assert (ir["target"], ir["model"], ir["status"]) == (f"{yolo11_ir.name} onnxruntime:cpu", str(yolo11_ir), "skipped")
+    assert "onnxruntime cannot read OpenVINO IR" in ir["reason"] and report["models"] == []
+
+
+def test_a_missing_or_repeated_model_is_refused_up_front(yolo11_onnx: Path, tmp_path: Path) -> None:
+    out = ["--json", tmp_path / "out" / "r.json", "--markdown", tmp_path / "out" / "r.md"]
+    missing = tmp_path / "gone_int8.onnx"
+    assert_one_line_error(edgepose("bench", "-m", yolo11_onnx, "-m", missing, *out), 4, f"model not found: {missing}")
+    assert_one_line_error(edgepose("bench", "-m", yolo11_onnx, "-m", yolo11_onnx, *out), 3, "is given twice")
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_take_one_model_or_several() -> None:
+    assert BenchSettings(model="a.onnx").model == ("a.onnx",)
+    assert BenchSettings(model=("a.onnx", "b_int8.onnx"), runs=5).command() == (
+        "edgepose bench --model a.onnx --model b_int8.onnx --runs 5")  # fmt: skip
+    assert model_names(["x/pose.onnx", "y/pose.onnx", "y/ir_model"]) == {
+        "x/pose.onnx": "x/pose.onnx", "y/pose.onnx": "y/pose.onnx", "y/ir_model": "ir_model"}  # fmt: skip
+
+
 def test_device_names_map_to_backends() -> None:
     both = "onnxruntime,openvino"
     assert [t.label for t in parse_targets("m.onnx", both, "cpu,CPU,openvino:gpu,cuda")] == [
@@ -122,7 +182,7 @@ def test_device_names_map_to_backends() -> None:
         (["--devices", "cpu,warp"], 3, "unknown onnxruntime device 'warp'"),
         (["--streams", "1"], 3, "streams must be 0 (off) or at least 2"),
         (["--backend", "tflite"], 3, "unknown backend 'tflite'"),
-        (["--model", "missing.onnx"], 4, "model not found"),
+        (["--model", "missing.onnx"], 4, "model not found: missing.onnx"),
         (["--compare-ultralytics", "nothere.pt"], 3, "no such file: nothere.pt"),
     ],
 )
