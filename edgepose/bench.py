@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from .backends import BACKENDS, OPENVINO_PRECISIONS, ORT_PROVIDERS, check_model_form, resolve_backend
+from .bench_stream import SAMPLE, STREAM_ROUNDS, stream_fps
 from .device_info import clock_state, current_rss_mb, onnxruntime_distribution, peak_rss_mb, system_info
 from .errors import EdgeposeError, InputError, MissingExtraError, ModelError, first_line
 from .predictor import PosePredictor, check_threshold, load
 from .sources import list_images, read_image, sample_images
+from .stream import VideoSource
 
 SCHEMA = "edgepose.bench/2"  # 2: several models (settings.model a list, targets[].model, models)
 STAGES = ("read", "preprocess", "inference", "postprocess", "classifier")
@@ -58,6 +60,8 @@ class BenchSettings:
     seconds: float | None = None
     threads: int | None = None
     streams: int = 0  # >= 2: also measure that many requests in flight
+    video: str | None = None  # also measure stream FPS on this video ('sample': made from the bundled photos)
+    video_rounds: int = STREAM_ROUNDS  # alternating sequential/overlapped passes over the video
     precision: str = "f32"  # OpenVINO CPU inference precision, or a comma list (one target each)
     conf: float = 0.25
     iou: float = 0.7
@@ -119,6 +123,10 @@ class BenchSettings:
         twice = [m for i, m in enumerate(self.model) if m in self.model[:i]]
         if twice:
             raise InputError(f"--model {twice[0]} is given twice")
+        if self.video_rounds < 1:
+            raise InputError(f"video rounds must be at least 1, got {self.video_rounds}")
+        if self.video and self.video != SAMPLE and not Path(self.video).is_file():
+            raise InputError(f"--video: no such file: {self.video}")
         for weights in self.compare_ultralytics:
             if not Path(weights).is_file():
                 raise InputError(f"--compare-ultralytics: no such file: {weights}")
@@ -656,6 +664,16 @@ class UltralyticsBench:
         }
 
 
+def _phase(entry: dict[str, Any], measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """An extra measurement of one target; when its engine fails, the report says so and the run goes on."""
+    try:
+        return measure(*args)
+    except InputError:
+        raise
+    except Exception as exc:  # onnxruntime and OpenVINO raise their own untyped errors
+        return {**entry, "status": "failed", "reason": _failure(exc)}
+
+
 def _guarded(bench: TargetBench | UltralyticsBench, action: Callable[[], None]) -> None:
     """Run one action of a bench; a device or engine that fails marks that bench failed, not the run.
     A bad setting (``InputError``) is the user's to fix and ends the run."""
@@ -735,6 +753,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)
+    if settings.video and settings.video != SAMPLE:
+        VideoSource(settings.video).release()  # an unreadable video fails the run now, not after the timing
     before = clock_state()
     benches = [TargetBench(target, settings, paths, model, target.label if len(models) == 1 else
                            f"{names[model]} {target.label}") for model, target in targets]  # fmt: skip
@@ -755,15 +775,16 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         ultra_reports = [bench.report() for bench in ultra]
     reports = [bench.report() for bench in benches]
     for bench, report in zip(benches, reports):
-        bench.predictor = None  # the throughput phase loads its own
-        if settings.streams and report["status"] == "ok":
-            try:
-                report["throughput"] = _throughput(bench.model, bench.target, settings, paths, bench.done,
-                                                   report["stages"]["end_to_end"]["fps"])  # fmt: skip
-            except InputError:
-                raise
-            except Exception as exc:
-                report["throughput"] = {"streams": settings.streams, "status": "failed", "reason": _failure(exc)}
+        bench.predictor = None  # the throughput and stream phases load their own
+        if report["status"] != "ok":
+            continue
+        if settings.streams:
+            report["throughput"] = _phase({"streams": settings.streams}, _throughput, bench.model, bench.target,
+                                          settings, paths, bench.done, report["stages"]["end_to_end"]["fps"])  # fmt: skip
+        if settings.video:
+            engine = {k: v for k, v in _load_kwargs(bench.target, settings).items() if k != "classifier"}
+            report["stream"] = _phase({"video": settings.video}, stream_fps, bench.model, settings.video, engine,
+                                      settings.classifier, settings.video_rounds)  # fmt: skip
     after = clock_state()
     ratios = [
         {"edgepose": r["target"], "ultralytics": u["weights"], "end_to_end_p50": _ratio(r["images"], u["images"])}

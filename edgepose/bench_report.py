@@ -116,6 +116,17 @@ def _text_table(rows: list[tuple[str, dict[str, Any]]], indent: str = "  ") -> l
     return lines
 
 
+def _stream_text(stream: dict[str, Any]) -> str:
+    """One sentence for ``--video``: overlapped stream FPS against one frame at a time."""
+    if stream.get("status") == "failed":
+        return f"stream on {stream['video']}: failed: {stream['reason']}"
+    engine = ", ".join(f"{k} {v}" for k, v in stream["overlap_engine"].items())
+    return (f"stream on {stream['video']} ({stream['frames']} frames {stream['size'][0]}x{stream['size'][1]}, "
+            f"{stream['rounds']} rounds): overlapped {stream['overlap_fps_median']:.2f} FPS ({engine}) against "
+            f"{stream['sequential_fps_median']:.2f} one frame at a time: x{stream['speedup']:.2f} "
+            f"(median of the rounds' ratios; per round {', '.join(f'{v:.2f}' for v in stream['speedup_per_round'])})")  # fmt: skip
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report for a terminal."""
     st, sy = report["settings"], report["system"]
@@ -147,6 +158,8 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"  {tp['streams']} streams: {tp['fps']:.2f} FPS against {_num(tp['single_stream_fps'], 2)} "
                          f"single-stream (x{_num(tp['speedup'], 2)}); latency p50 {tp['latency']['p50']:.1f} ms, "
                          f"p99 {tp['latency']['p99']:.1f} ms; {tp['mode']}")  # fmt: skip
+        if t.get("stream"):
+            lines.append(f"  {_stream_text(t['stream'])}")
     for u in report["ultralytics"]:
         if u["status"] != "ok":
             lines.append(f"ultralytics {u['weights']}: failed: {u['reason']}")
@@ -231,6 +244,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines += ["", f"{tp['streams']} streams ({tp['mode']}): **{tp['fps']:.2f} FPS** against "
                       f"{_num(tp['single_stream_fps'], 2)} single-stream (x{_num(tp['speedup'], 2)}); per-frame latency "
                       f"p50 {tp['latency']['p50']:.1f} ms, p99 {tp['latency']['p99']:.1f} ms."]  # fmt: skip
+        if t.get("stream"):
+            lines += ["", _stream_text(t["stream"]) + "."]
     for u in report["ultralytics"]:
         lines += ["", f"## Ultralytics predict: {u['weights']}", ""]
         if u["status"] != "ok":

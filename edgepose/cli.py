@@ -540,6 +540,15 @@ def info(model: str, verify: bool) -> None:
     help="Also measure N frames in flight (N >= 2): FPS against single-stream latency.",
 )
 @click.option(
+    "--video",
+    default=None,
+    metavar="FILE|sample",
+    help="Also measure stream FPS on this video: edgepose's overlapped stream against one frame at a time "
+    "('sample': a video made from the bundled photos).",
+)
+@click.option("--video-rounds", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Alternating one-frame-at-a-time / overlapped passes over --video.")  # fmt: skip
+@click.option(
     "--precision",
     default="f32",
     show_default=True,
@@ -571,7 +580,7 @@ def info(model: str, verify: bool) -> None:
 )
 def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices: str | None, images: str | None,
           imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
-          precision: str, conf: float, iou: float, max_det: int, cold_start: bool, ultralytics: tuple[str, ...],
+          video: str | None, video_rounds: int, precision: str, conf: float, iou: float, max_det: int, cold_start: bool, ultralytics: tuple[str, ...],
           json_out: str | None, markdown: str | None, plot: str | None) -> None:  # fmt: skip
     """Latency per stage, bare forward pass, cold start and memory per model, backend and device."""
     from .bench import BenchSettings, run_bench
@@ -587,7 +596,7 @@ def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices:
             raise MissingExtraError("bench", "matplotlib") from None
     settings = BenchSettings(model=model, classifier=classifier, backend=backend, devices=devices, images=images,
                              imgsz=imgsz, warmup=warmup, runs=runs, seconds=seconds, threads=threads, streams=streams,
-                             precision=precision, conf=conf, iou=iou, max_det=max_det, cold_start=cold_start,
+                             video=video, video_rounds=video_rounds, precision=precision, conf=conf, iou=iou, max_det=max_det, cold_start=cold_start,
                              compare_ultralytics=ultralytics)  # fmt: skip
     report = run_bench(settings, progress=_progress)
     click.echo(format_table(report), err=json_out == "-")

@@ -107,6 +107,34 @@ def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11
     assert ratios["openvino:CPU"] == pytest.approx(sum(ours) / sum(theirs), rel=1e-3)
 
 
+def test_video_stream_fps_in_the_report(yolo11_onnx: Path, sample_video: Path, tmp_path: Path) -> None:
+    """--video: every frame of a real video through both loops, the ratio computed from them, and
+    the sentence in the terminal and Markdown reports."""
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    proc = edgepose("bench", "--model", yolo11_onnx, "--runs", "2", "--warmup", "0", "--no-cold-start",
+                    "--video", sample_video, "--video-rounds", "2", "--json", out, "--markdown", md)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (target,) = json.loads(out.read_text())["targets"]
+    stream = target["stream"]
+    capture = cv2.VideoCapture(str(sample_video))
+    assert stream["frames"] == int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) and stream["size"] == [640, 360]
+    assert len(stream["sequential_fps"]) == len(stream["overlap_fps"]) == 2 and min(stream["overlap_fps"]) > 0
+    ratios = sorted(o / s for s, o in zip(stream["sequential_fps"], stream["overlap_fps"]))
+    assert stream["speedup"] == pytest.approx(sum(ratios) / 2, abs=2e-3)  # median of two rounds
+    assert stream["overlap_engine"] == {"device": "cpu", "threads": max(1, (os.cpu_count() or 1) // 2),
+                                        "hint": "throughput"}  # fmt: skip
+    assert "one frame at a time" in proc.stdout and "one frame at a time" in md.read_text()
+
+
+def test_unreadable_video_is_refused_before_timing(yolo11_onnx: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "r.json"
+    proc = edgepose("bench", "--model", yolo11_onnx, "--runs", "2", "--no-cold-start", "--video", bad, "--json", out)
+    assert_one_line_error(proc, 3, "cannot open video")
+    assert not out.exists()
+
+
 def test_several_models_are_timed_in_one_run(yolo11_onnx: Path, yolo11_int8_onnx: Path, tmp_path: Path) -> None:
     """FP32 and INT8 ONNX in the same rounds: a row each, labelled by model, and the INT8 speed-up."""
     out = tmp_path / "out"
@@ -184,6 +212,7 @@ def test_device_names_map_to_backends() -> None:
         (["--backend", "tflite"], 3, "unknown backend 'tflite'"),
         (["--model", "missing.onnx"], 4, "model not found: missing.onnx"),
         (["--compare-ultralytics", "nothere.pt"], 3, "no such file: nothere.pt"),
+        (["--video", "nothere.mp4"], 3, "--video: no such file: nothere.mp4"),
     ],
 )
 def test_bad_values_are_one_line_errors(yolo11_onnx: Path, args: list[str], code: int, fragment: str) -> None:
