@@ -197,18 +197,13 @@ def model_names(models: Sequence[str]) -> dict[str, str]:
     return {m: name if names.count(name) == 1 else m for m, name in zip(models, names)}
 
 
-def is_openvino_ir(model: str | os.PathLike) -> bool:
-    """An IR folder or ``.xml``: what onnxruntime cannot read."""
-    return Path(model).suffix.lower() == ".xml" or Path(model).is_dir()
-
-
 _OV_CORE: Any = None
 
 
 def skip_reason(target: Target, model: str | os.PathLike | None = None) -> str | None:
     """Why this target cannot run here (provider or device missing, or a model form its engine
     cannot read), or None when it can."""
-    if target.backend == "onnxruntime" and model is not None and is_openvino_ir(model):
+    if target.backend == "onnxruntime" and model is not None and resolve_backend(model) == "openvino":
         return "onnxruntime cannot read OpenVINO IR (give --backend openvino, or auto)"
     if target.backend == "onnxruntime":
         import onnxruntime as ort
@@ -486,7 +481,11 @@ def _throughput(model: str, target: Target, settings: BenchSettings, paths: Sequ
     }
 
 
-ROUNDS = 5  # every target's timed runs are spread over this many rounds, taken in turn with the others
+# Every target's timed runs are spread over rounds taken in turn with the others, a few runs per
+# turn: load from other processes comes in bursts of a second or two, and short turns spread a
+# burst over every target (two copies of one graph, on either engine, measured 0.98-1.03 apart this way).
+RUNS_PER_TURN = 4
+MIN_ROUNDS = 5
 
 
 def _failure(exc: Exception) -> str:
@@ -685,8 +684,11 @@ def _guarded(bench: TargetBench | UltralyticsBench, action: Callable[[], None]) 
         bench.status, bench.reason, bench.error = "failed", _failure(exc), exc
 
 
-def schedule(benches: Sequence[Any], rounds: int = ROUNDS) -> list[Any]:
-    """Every bench's ``runs`` spread over ``rounds`` rounds, each bench taking its share in turn."""
+def schedule(benches: Sequence[Any], rounds: int | None = None) -> list[Any]:
+    """Every bench's ``runs`` spread over ``rounds`` rounds (default: about ``RUNS_PER_TURN`` runs
+    of the longest bench per round), each bench taking its share in turn."""
+    most = max((bench.runs for bench in benches), default=0)
+    rounds = rounds or max(MIN_ROUNDS, math.ceil(most / RUNS_PER_TURN))
     order = []
     for r in range(rounds):
         for bench in benches:
