@@ -3,14 +3,13 @@
     python benchmarks/int8_accuracy.py [--weights models/yolo11n-pose.onnx] [--data ../shared/data/coco8-pose]
 
 Two folds over the labelled coco8-pose images: calibrate on one split plus the bundled samples,
-measure on the other split, so no image calibrates the graph it is scored on. The summary pools
-the two folds (each image scored once per graph) and gives each mAP change against FP32 a 95 %
-paired bootstrap interval over the images. Per fold and
-graph: pose/box mAP50-95 (edgepose val), keypoint drift in pixels and detection agreement
-against the FP32 ONNX graph (edgepose compare), and the median end-to-end latency of the
-predictor on the fold's images, all graphs timed in interleaved rounds so machine noise hits
-them alike. Also measured: INT8 with the head's decode arithmetic quantised too (the choice
---quantize-head exposes). Writes benchmarks/results/int8.json.
+measure on the other split, so no image calibrates the graph it is scored on. Per fold and graph:
+pose/box mAP50-95 (edgepose val), keypoint drift in pixels and detection agreement against the
+FP32 ONNX graph (edgepose compare), and end-to-end latency, all graphs timed by ``edgepose bench``
+in one run (interleaved rounds, so machine noise hits them alike). The summary pools the two folds
+(each image scored once per graph) and gives each mAP change against FP32 a 95 % paired bootstrap
+interval over the images. Also measured: INT8 with only the head's decode arithmetic in float,
+and with nothing in float (the choices --keep-float exposes). Writes benchmarks/results/int8.json.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ import json
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from edgepose.bench import BenchSettings, run_bench
 from edgepose.compare import compare_models
 from edgepose.export.pipeline import export_model
 from edgepose.predictor import load
@@ -34,32 +33,32 @@ from edgepose.val import load_dataset, map_delta_interval, match_images, pooled_
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # name -> export_model options (from the FP32 ONNX graph)
     "onnx_int8": {"format": "onnx", "int8": True},
-    "onnx_int8_head_quantised": {"format": "onnx", "int8": True, "keep_head_float": False},
+    "onnx_int8_decode_float": {"format": "onnx", "int8": True, "keep_float": "decode"},
+    "onnx_int8_all_quantised": {"format": "onnx", "int8": True, "keep_float": "none"},
     "openvino_fp32": {"format": "openvino"},
     "openvino_fp16": {"format": "openvino", "half": True},
     "openvino_int8": {"format": "openvino", "int8": True},
-    "openvino_int8_head_quantised": {"format": "openvino", "int8": True, "keep_head_float": False},
+    "openvino_int8_decode_float": {"format": "openvino", "int8": True, "keep_float": "decode"},
 }
 
 
-def median_latency_ms(models: dict[str, object], images: list[Path], rounds: int) -> dict[str, float]:
-    """Median end-to-end predict time per graph, graphs interleaved image by image."""
-    from edgepose.sources import read_image
+def bench_latency(graphs: dict[str, Path], images: Path, runs: int) -> tuple[dict[str, float], list[dict]]:
+    """Every graph through ``edgepose bench`` in one run (interleaved rounds, same images): each
+    graph's end-to-end p50 summed over the images (ms), and the harness's speed-ups against the
+    first graph on the same engine (INT8 ONNX vs FP32 ONNX; FP16/INT8 IR vs FP32 IR)."""
+    settings = BenchSettings(model=tuple(str(p) for p in graphs.values()), images=str(images), runs=runs,
+                             cold_start=False)  # fmt: skip
+    report = run_bench(settings)
+    names = {str(path): name for name, path in graphs.items()}
+    latency = {names[t["model"]]: round(sum(i["end_to_end_p50_ms"] for i in t["images"]), 2)
+               for t in report["targets"] if t["status"] == "ok"}  # fmt: skip
+    speedups = [{"graph": names[m["model"]], "against": names[m["reference"]], "target": m["target"],
+                 "end_to_end_p50_speedup": m["end_to_end_p50_speedup"], "forward_p50_speedup": m["forward_p50_speedup"]}
+                for m in report["models"] if m.get("end_to_end_p50_speedup")]  # fmt: skip
+    return latency, speedups
 
-    frames = [read_image(p) for p in images]
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for model in models.values():
-        model(frames[0])  # warm-up
-    for _ in range(rounds):
-        for frame in frames:
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(frame)
-                times[name].append(time.perf_counter() - start)
-    return {name: round(float(np.median(t)) * 1000, 2) for name, t in times.items()}
 
-
-def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: Path, rounds: int,
+def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: Path, runs: int,
              matches: dict[str, list]) -> dict:  # fmt: skip
     calib = work / f"calib-{calib_split}"
     calib.mkdir()
@@ -83,9 +82,9 @@ def run_fold(source: Path, data: Path, calib_split: str, test_split: str, work: 
         if name != "onnx_fp32":
             agreement = compare_models(reference, load(path), images)
             fold[name].update(persons=agreement["persons"], keypoint_drift_px=agreement["keypoint_drift_px"])
-    latency = median_latency_ms({name: load(path) for name, path in graphs.items()}, images, rounds)
+    latency, fold["bench_speedups"] = bench_latency(graphs, data / "images" / test_split, runs)
     for name, ms in latency.items():
-        fold[name]["latency_ms_p50"] = ms
+        fold[name]["latency_ms_p50_sum"] = ms
     return fold
 
 
@@ -93,18 +92,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=str(ROOT / "models" / "yolo11n-pose.onnx"))
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "coco8-pose"))
-    parser.add_argument("--rounds", type=int, default=10, help="Timing rounds over the fold's images.")
+    parser.add_argument("--runs", type=int, default=60, help="edgepose bench runs per graph and fold.")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8.json"))
     args = parser.parse_args()
 
     source, data = Path(args.weights), Path(args.data)
     matches: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folds = {f"test_{test}": run_fold(source, data, calib, test, Path(tmp), args.rounds, matches)
+        folds = {f"test_{test}": run_fold(source, data, calib, test, Path(tmp), args.runs, matches)
                  for calib, test in (("train", "val"), ("val", "train"))}  # fmt: skip
     summary = {}
     for name in ["onnx_fp32", *VARIANTS]:
-        speed = [folds[f]["onnx_fp32"]["latency_ms_p50"] / folds[f][name]["latency_ms_p50"] for f in folds]
+        speed = [folds[f]["onnx_fp32"]["latency_ms_p50_sum"] / folds[f][name]["latency_ms_p50_sum"] for f in folds]
         # every labelled image scored once, by the graph calibrated without it; the interval is a
         # paired bootstrap over those images: how far the delta could move on another draw of them
         delta = map_delta_interval(matches["onnx_fp32"], matches[name])
@@ -112,9 +111,11 @@ def main() -> None:
                          "pose_map50_95_points_vs_fp32": round(delta["delta"] * 100, 2),
                          "points_vs_fp32_ci95": [round(delta["ci95_low"] * 100, 2), round(delta["ci95_high"] * 100, 2)],
                          "speedup_vs_onnx_fp32": round(float(np.mean(speed)), 2)}  # fmt: skip
-    ov_fp32 = np.mean([folds[f]["openvino_fp32"]["latency_ms_p50"] for f in folds])
-    ov_int8 = np.mean([folds[f]["openvino_int8"]["latency_ms_p50"] for f in folds])
-    summary["openvino_int8"]["speedup_vs_openvino_fp32"] = round(float(ov_fp32 / ov_int8), 2)
+    for name in summary:  # the harness's own figure, per engine: INT8 ONNX vs FP32 ONNX, IRs vs FP32 IR
+        found = [m for f in folds.values() for m in f["bench_speedups"] if m["graph"] == name]
+        if found:
+            summary[name]["bench_speedup_vs"] = found[0]["against"]
+            summary[name]["bench_speedup"] = round(float(np.mean([m["end_to_end_p50_speedup"] for m in found])), 3)
     result = {"weights": source.name, "data": data.name, "cpu": platform.processor() or platform.machine(),
               "summary": summary, "folds": folds}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

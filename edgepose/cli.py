@@ -80,7 +80,15 @@ def cli() -> None:
 @click.option("--half", is_flag=True, help="FP16 weights (OpenVINO IR).")
 @click.option("--int8", is_flag=True, help="INT8 graph calibrated on --calib images (onnx: QDQ; openvino: NNCF).")
 @click.option("--calib", type=click.Path(), default=None, help="Folder of real images for INT8 calibration.")
-@click.option("--quantize-head", is_flag=True, help="INT8: quantise the head's decode arithmetic too (costs accuracy).")
+@click.option(
+    "--keep-float",
+    type=click.Choice(["head", "decode", "none"]),
+    default="head",
+    show_default=True,
+    help="INT8: what stays float. head: the decode arithmetic and each head branch's output conv; decode: the "
+    "decode arithmetic only (faster, a little more drift); none: everything quantised (measured: onnxruntime "
+    "loses every keypoint).",
+)
 @click.option("--report", is_flag=True, help="Accuracy report of the derived graph against its FP32 ONNX source.")
 @click.option(
     "--images",
@@ -96,7 +104,7 @@ def cli() -> None:
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics' choice).")
 @click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
 @click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
-def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, quantize_head: bool, report: bool,
+def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, keep_float: str, report: bool,
            images: str | None, data: str | None, imgsz: int, dynamic: bool, opset: int | None, out: str,
            json_out: str | None) -> None:  # fmt: skip
     """Export a pose checkpoint (or convert an edgepose graph), each graph checked against its source."""
@@ -107,7 +115,7 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
     except ImportError as exc:
         raise MissingExtraError("export", exc.name or "a dependency") from None
     reports = export_model(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, half=half,
-                           int8=int8, calib=calib, keep_head_float=not quantize_head)  # fmt: skip
+                           int8=int8, calib=calib, keep_float=keep_float)  # fmt: skip
     payload = []
     for item in reports:
         fid = item.fidelity

@@ -20,6 +20,7 @@ from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.sources import list_images
 
 from .pose import ExportReport, export_pose, head_drift, parity_input, run_onnx, set_metadata
+from .quantize import KEEP_FLOAT
 
 FORMATS = ("onnx", "openvino")
 
@@ -34,7 +35,7 @@ def export_model(
     half: bool = False,
     int8: bool = False,
     calib: str | os.PathLike | None = None,
-    keep_head_float: bool = True,
+    keep_float: str = "head",
 ) -> list[ExportReport]:
     """Export and return one report per graph written (the ONNX source first, then what derives from it)."""
     if format not in FORMATS:
@@ -45,6 +46,8 @@ def export_model(
         raise InputError("--half applies to --format openvino (FP16 IR weights)")
     if dynamic and (int8 or format == "openvino"):
         raise InputError("OpenVINO and INT8 export start from a static ONNX graph; leave out --dynamic")
+    if keep_float not in KEEP_FLOAT:
+        raise InputError(f"unknown keep_float '{keep_float}' (choose from {', '.join(KEEP_FLOAT)})")
     if int8 and calib is None:
         raise InputError("--int8 needs --calib DIR: a folder of real images to calibrate on (300+ recommended)")
     if int8:
@@ -86,13 +89,13 @@ def export_model(
 
             tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
     if format == "onnx":
-        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_head_float)
+        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float)
     else:
         precision = "int8" if int8 else "fp16" if half else "fp32"
         if int8:
             from .quantize import quantize_ir
 
-            model, settings = quantize_ir(source, tensors, keep_head_float)
+            model, settings = quantize_ir(source, tensors, keep_float)
         else:
             model, settings = read_onnx(source), {}
         path, fidelity = save_ir(model, source, out, precision, settings, parity)
@@ -105,7 +108,7 @@ def export_model(
     return reports
 
 
-def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, keep_head_float: bool) -> tuple:
+def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, keep_float: str) -> tuple:
     """Quantise, give the graph its source's metadata plus its own settings and drift, write atomically."""
     import onnx
 
@@ -116,7 +119,7 @@ def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, k
     work = Path(tempfile.mkdtemp(prefix=".edgepose-int8-", dir=out))
     try:
         staged = work / final.name
-        settings = quantize_onnx(source, staged, tensors, keep_head_float)
+        settings = quantize_onnx(source, staged, tensors, keep_float)
         fidelity = head_drift(run_onnx(staged, parity), run_onnx(source, parity), meta.kpt_shape[1], len(meta.names))
         fidelity["input_shape"] = list(parity.shape)
         model = onnx.load(str(staged))

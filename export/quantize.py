@@ -1,11 +1,15 @@
 """INT8 pose graphs from real calibration images: ONNX (onnxruntime.quantization, static QDQ) and
 OpenVINO IR (NNCF post-training quantisation).
 
-Both routes keep the head's decode arithmetic (DFL, anchor offsets, stride multiplies, sigmoids:
-every node of the head module outside its ``cv*`` conv branches) and the last conv of each branch
-(whose outputs are box/keypoint offsets in pixels) in float by default. Quantising them too took
-the onnxruntime route's pose mAP50-95 on coco8-pose from 0.32 to 0.00 and made the keypoint
-offsets useless; ``benchmarks/int8_accuracy.py`` measures both choices.
+What stays in float (``keep_float``), measured by ``benchmarks/int8_accuracy.py``:
+
+- ``head`` (default): the head's decode arithmetic (DFL, anchor offsets, stride multiplies,
+  sigmoids: every node of the head module outside its ``cv*`` conv branches) and the last conv of
+  each branch, whose outputs are box/keypoint offsets in pixels.
+- ``decode``: the decode arithmetic only; the branch output convs are quantised too. Faster
+  (onnxruntime: about 1.7x FP32 instead of 1.5x here) for a little more keypoint drift.
+- ``none``: everything. The onnxruntime route's QDQ graph then quantises the decode's Add/Mul
+  outputs and pose mAP50-95 on coco8-pose falls to 0.00; kept only to show that.
 """
 
 from __future__ import annotations
@@ -54,10 +58,15 @@ def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: 
     return tensors
 
 
-def head_float_nodes(onnx_path: Path) -> list[str]:
+KEEP_FLOAT = ("head", "decode", "none")
+
+
+def head_float_nodes(onnx_path: Path, keep_float: str = "head") -> list[str]:
     """Names of the head nodes to keep in float: the head module is the one producing the graph
-    output (``/model.23/`` in YOLO11n-pose); its decode nodes and each ``cv*`` branch's last conv
-    (``cv4.0/cv4.0.2/Conv``); the rest of the ``cv*`` branches is left to quantise."""
+    output (``/model.23/`` in YOLO11n-pose); its decode nodes and, for ``head``, each ``cv*``
+    branch's last conv (``cv4.0/cv4.0.2/Conv``); the rest of the ``cv*`` branches is left to quantise."""
+    if keep_float == "none":
+        return []
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -72,13 +81,13 @@ def head_float_nodes(onnx_path: Path) -> list[str]:
         if not node.name.startswith(prefix):
             continue
         inside = node.name[len(prefix) :]
-        last_conv = branch_output.match(node.name) and node.name.split("/")[-2].endswith(".2")
+        last_conv = keep_float == "head" and branch_output.match(node.name) and node.name.split("/")[-2].endswith(".2")
         if not inside.startswith("cv") or last_conv:
             names.append(node.name)
     return names
 
 
-def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_head_float: bool = True) -> dict:
+def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_float: str = "head") -> dict:
     """Static QDQ quantisation (per-channel int8 weights, uint8 activations, MinMax calibration)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -93,7 +102,7 @@ def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_he
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
-        excluded = head_float_nodes(prepared) if keep_head_float else []
+        excluded = head_float_nodes(prepared, keep_float)
         import onnx
 
         input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
@@ -105,16 +114,20 @@ def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_he
             raise ExportError(f"onnxruntime quantisation failed: {first_line(exc)}") from None
     return {"route": "onnxruntime.quantization", "format": "QDQ", "weights": "int8 per-channel",
             "activations": "uint8", "calibration": "MinMax", "images": len(tensors),
-            "float_nodes": len(excluded)}  # fmt: skip
+            "keep_float": keep_float, "float_nodes": len(excluded)}  # fmt: skip
 
 
-def quantize_ir(source: Path, tensors: list[np.ndarray], keep_head_float: bool = True) -> tuple[Any, dict]:
+def quantize_ir(source: Path, tensors: list[np.ndarray], keep_float: str = "head") -> tuple[Any, dict]:
     """NNCF post-training quantisation of the ONNX graph read by OpenVINO (mixed preset)."""
     import nncf
     import openvino as ov
 
     model = ov.Core().read_model(str(source))
-    excluded = head_float_nodes(source) if keep_head_float else []
+    onnx_names = set(head_float_nodes(source, keep_float))
+    # OpenVINO's ONNX reader splits a node into ops named after it: a Conv with bias becomes the
+    # Convolution '<name>/WithoutBiases' plus an Add '<name>'; NNCF must be told every one of them
+    excluded = [op.get_friendly_name() for op in model.get_ops()
+                if op.get_friendly_name() in onnx_names or op.get_friendly_name().rsplit("/", 1)[0] in onnx_names]  # fmt: skip
     nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bar: stdout is for --json - output
         quantized = nncf.quantize(
@@ -124,4 +137,5 @@ def quantize_ir(source: Path, tensors: list[np.ndarray], keep_head_float: bool =
             subset_size=len(tensors),
             ignored_scope=nncf.IgnoredScope(names=excluded, validate=False) if excluded else None,
         )
-    return quantized, {"route": "nncf", "preset": "mixed", "images": len(tensors), "float_nodes": len(excluded)}
+    return quantized, {"route": "nncf", "preset": "mixed", "images": len(tensors), "keep_float": keep_float,
+                       "float_nodes": len(excluded)}  # fmt: skip

@@ -36,10 +36,8 @@ def calib(samples: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture(scope="module")
-def ir(yolo11_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return Path(
-        export("--weights", yolo11_onnx, "--format", "openvino", "--out", tmp_path_factory.mktemp("ir"))["path"]
-    )
+def ir(yolo11_ir: Path) -> Path:
+    return yolo11_ir
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +113,20 @@ def test_optimised_graphs_load_in_bench(kind: str, optimised: dict[str, Path], t
 def test_int8_keeps_head_float(optimised: dict[str, Path]) -> None:
     settings = json.loads(load(optimised["int8_onnx"]).backend.metadata["export_settings"])
     assert settings["precision"] == "int8" and settings["float_nodes"] > 0 and settings["images"] == 2
+    assert settings["keep_float"] == "head"
+
+
+def test_int8_keep_float_decode(yolo11_onnx: Path, optimised: dict[str, Path], calib: Path, samples: list[Path],
+                                tmp_path: Path) -> None:  # fmt: skip
+    """--keep-float decode quantises the head branches' output convs too: fewer float nodes, and
+    the graph still finds every person the FP32 graph finds."""
+    path = Path(export("--weights", yolo11_onnx, "--int8", "--calib", calib, "--keep-float", "decode",
+                       "--out", tmp_path)["path"])  # fmt: skip
+    settings = json.loads(load(path).backend.metadata["export_settings"])
+    head = json.loads(load(optimised["int8_onnx"]).backend.metadata["export_settings"])
+    assert settings["keep_float"] == "decode" and 0 < settings["float_nodes"] < head["float_nodes"]
+    report = compare_models(load(yolo11_onnx), load(path), samples)
+    assert report["persons"]["matched"] == 6 and report["persons"]["missed"] == 0
 
 
 def test_export_report_measures_the_derived_graph(yolo11_onnx: Path, tmp_path: Path) -> None:
