@@ -287,9 +287,10 @@ def stream_engine(model: str | os.PathLike, engine: dict[str, Any]) -> dict[str,
     from .backends import resolve_backend
 
     out = dict(engine)
-    if out.get("hint") is None:
-        out["hint"] = "throughput"
-    if out.get("threads") is None and resolve_backend(model, out.get("backend") or "auto") == "onnxruntime":
+    if resolve_backend(model, out.get("backend") or "auto") == "openvino":
+        if out.get("hint") is None:
+            out["hint"] = "throughput"
+    elif out.get("threads") is None:  # onnxruntime has no hint
         out["threads"] = max(1, (os.cpu_count() or 1) // 2)
     return out
 
