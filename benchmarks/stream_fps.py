@@ -39,7 +39,9 @@ def main() -> None:
                      "cpu": cpu_model(), "cores": os.cpu_count(), "backends": {}}  # fmt: skip
     for backend in args.backends.split(","):
         try:
-            row = stream_fps(args.model, SAMPLE, {"backend": backend}, args.classifier, args.rounds, args.save)
+            row = stream_fps(
+                args.model, SAMPLE, {"backend": backend, "classifier": args.classifier}, args.rounds, args.save
+            )
         except edgepose.MissingExtraError as exc:
             print(f"{backend}: skipped ({exc})")
             continue

@@ -125,8 +125,10 @@ class BenchSettings:
             raise InputError(f"--model {twice[0]} is given twice")
         if self.video_rounds < 1:
             raise InputError(f"video rounds must be at least 1, got {self.video_rounds}")
-        if self.video and self.video != SAMPLE and not Path(self.video).is_file():
-            raise InputError(f"--video: no such file: {self.video}")
+        if self.video and self.video != SAMPLE:
+            if not Path(self.video).is_file():
+                raise InputError(f"--video: no such file: {self.video}")
+            VideoSource(self.video).release()  # an unreadable video fails now, not after minutes of timing
         for weights in self.compare_ultralytics:
             if not Path(weights).is_file():
                 raise InputError(f"--compare-ultralytics: no such file: {weights}")
@@ -200,10 +202,10 @@ def model_names(models: Sequence[str]) -> dict[str, str]:
 _OV_CORE: Any = None
 
 
-def skip_reason(target: Target, model: str | os.PathLike | None = None) -> str | None:
+def skip_reason(target: Target, model: str | os.PathLike) -> str | None:
     """Why this target cannot run here (provider or device missing, or a model form its engine
     cannot read), or None when it can."""
-    if target.backend == "onnxruntime" and model is not None and resolve_backend(model) == "openvino":
+    if target.backend == "onnxruntime" and resolve_backend(model) == "openvino":
         return "onnxruntime cannot read OpenVINO IR (give --backend openvino, or auto)"
     if target.backend == "onnxruntime":
         import onnxruntime as ort
@@ -499,11 +501,9 @@ class TargetBench:
     (a shared box, a Pi warming up) weighs on every target alike and the ratios stay honest.
     ``label``: the target's name in the report (the model's name first when several are compared)."""
 
-    def __init__(self, target: Target, settings: BenchSettings, paths: Sequence[Path], model: str | None = None,
-                 label: str | None = None) -> None:  # fmt: skip
-        self.target, self.settings, self.paths = target, settings, list(paths)
-        self.model = model or settings.model[0]
-        self.label = label or target.label
+    def __init__(self, model: str, target: Target, label: str, settings: BenchSettings, paths: Sequence[Path]) -> None:
+        self.model, self.target, self.label = model, target, label
+        self.settings, self.paths = settings, list(paths)
         self.status, self.reason, self.error = "ok", "", None
         self.samples: dict[str, list[float]] = {}
         self.forward: list[float] = []
@@ -755,11 +755,9 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)
-    if settings.video and settings.video != SAMPLE:
-        VideoSource(settings.video).release()  # an unreadable video fails the run now, not after the timing
     before = clock_state()
-    benches = [TargetBench(target, settings, paths, model, target.label if len(models) == 1 else
-                           f"{names[model]} {target.label}") for model, target in targets]  # fmt: skip
+    benches = [TargetBench(model, target, target.label if len(models) == 1 else f"{names[model]} {target.label}",
+                           settings, paths) for model, target in targets]  # fmt: skip
     for bench in progress(benches, "preparing"):  # cold starts, sessions, first results, warm-up
         _guarded(bench, bench.prepare)
     ready = [b for b in benches if b.status == "ok"]
@@ -784,9 +782,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
             report["throughput"] = _phase({"streams": settings.streams}, _throughput, bench.model, bench.target,
                                           settings, paths, bench.done, report["stages"]["end_to_end"]["fps"])  # fmt: skip
         if settings.video:
-            engine = {k: v for k, v in _load_kwargs(bench.target, settings).items() if k != "classifier"}
-            report["stream"] = _phase({"video": settings.video}, stream_fps, bench.model, settings.video, engine,
-                                      settings.classifier, settings.video_rounds)  # fmt: skip
+            report["stream"] = _phase({"video": settings.video}, stream_fps, bench.model, settings.video,
+                                      _load_kwargs(bench.target, settings), settings.video_rounds)  # fmt: skip
     after = clock_state()
     ratios = [
         {"edgepose": r["target"], "ultralytics": u["weights"], "end_to_end_p50": _ratio(r["images"], u["images"])}

@@ -82,9 +82,9 @@ def _fps(run: Callable[..., int], video: Path, predictor: PosePredictor, save: P
 
 
 def stream_fps(model: str | os.PathLike, video: str | os.PathLike, engine: dict[str, Any],
-               classifier: str | None = None, rounds: int = STREAM_ROUNDS, draw: bool = False) -> dict[str, Any]:  # fmt: skip
+               rounds: int = STREAM_ROUNDS, draw: bool = False) -> dict[str, Any]:  # fmt: skip
     """Sequential and overlapped FPS over ``rounds`` alternating rounds on one engine (``engine``:
-    ``edgepose.load`` keywords such as backend, device, threads, precision)."""
+    ``edgepose.load`` keywords such as classifier, backend, device, threads, precision)."""
     if rounds < 1:
         raise InputError(f"stream rounds must be at least 1, got {rounds}")
     with tempfile.TemporaryDirectory(prefix="edgepose-stream-") as work:
@@ -94,8 +94,8 @@ def stream_fps(model: str | os.PathLike, video: str | os.PathLike, engine: dict[
                  "fps": round(probe.fps, 2)}  # fmt: skip
         probe.release()
         overlap_engine = stream_engine(model, engine)
-        plain = load(model, classifier=classifier, **engine)
-        streaming = load(model, classifier=classifier, **overlap_engine)
+        plain = load(model, **engine)
+        streaming = load(model, **overlap_engine)
         save = Path(work) / "annotated.mp4" if draw else None
         _fps(sequential, path, plain, save)  # warm-up: first runs allocate
         _fps(overlapped, path, streaming, save)

@@ -588,8 +588,9 @@ def info(model: str, verify: bool) -> None:
 )
 def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices: str | None, images: str | None,
           imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
-          video: str | None, video_rounds: int, precision: str, conf: float, iou: float, max_det: int, cold_start: bool, ultralytics: tuple[str, ...],
-          json_out: str | None, markdown: str | None, plot: str | None) -> None:  # fmt: skip
+          video: str | None, video_rounds: int, precision: str, conf: float, iou: float, max_det: int,
+          cold_start: bool, ultralytics: tuple[str, ...], json_out: str | None, markdown: str | None,
+          plot: str | None) -> None:  # fmt: skip
     """Latency per stage, bare forward pass, cold start and memory per model, backend and device."""
     from .bench import BenchSettings, run_bench
     from .bench_report import format_table, to_markdown, write_plot
@@ -604,8 +605,8 @@ def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices:
             raise MissingExtraError("bench", "matplotlib") from None
     settings = BenchSettings(model=model, classifier=classifier, backend=backend, devices=devices, images=images,
                              imgsz=imgsz, warmup=warmup, runs=runs, seconds=seconds, threads=threads, streams=streams,
-                             video=video, video_rounds=video_rounds, precision=precision, conf=conf, iou=iou, max_det=max_det, cold_start=cold_start,
-                             compare_ultralytics=ultralytics)  # fmt: skip
+                             video=video, video_rounds=video_rounds, precision=precision, conf=conf, iou=iou,
+                             max_det=max_det, cold_start=cold_start, compare_ultralytics=ultralytics)  # fmt: skip
     report = run_bench(settings, progress=_progress)
     click.echo(format_table(report), err=json_out == "-")
     _emit_json(json_out, report)
