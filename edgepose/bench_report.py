@@ -124,7 +124,11 @@ def _stream_text(stream: dict[str, Any]) -> str:
     return (f"stream on {stream['video']} ({stream['frames']} frames {stream['size'][0]}x{stream['size'][1]}, "
             f"{stream['rounds']} rounds): overlapped {stream['overlap_fps_median']:.2f} FPS ({engine}) against "
             f"{stream['sequential_fps_median']:.2f} one frame at a time: x{stream['speedup']:.2f} "
-            f"(median of the rounds' ratios; per round {', '.join(f'{v:.2f}' for v in stream['speedup_per_round'])})")  # fmt: skip
+            f"(median of the rounds' ratios; per round {', '.join(f'{v:.2f}' for v in stream['speedup_per_round'])}); "
+            f"CPU per frame {stream['sequential_cpu_ms_per_frame']:.1f} ms one at a time "
+            f"({stream['sequential_cpu_busy']:.0%} of {stream['cores']} cores busy), "
+            f"{stream['overlap_cpu_ms_per_frame']:.1f} ms overlapped ({stream['overlap_cpu_busy']:.0%} busy): "
+            f"no schedule of that work passes x{stream['speedup_ceiling']:.2f} here")  # fmt: skip
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -9,6 +9,11 @@ of cores/2 threads run from a small pool), postprocessing in frame order. Both s
 same file and run the same tracker (and classifier, when given); with ``draw`` both also draw
 each frame and encode an annotated video. Rounds alternate (sequential, overlapped, ...) so load
 from other processes hits both alike; the headline is the median of each round's ratio.
+
+Each pass also counts the CPU time of this process (every thread): CPU per frame and how busy it
+kept the usable cores say where the time goes. When the overlapped loop keeps every core busy,
+more overlap cannot help; ``speedup_ceiling`` (cores / the overlapped loop's CPU per frame,
+against the sequential FPS) is the most any schedule of that same work could reach here.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from .device_info import usable_cores
 from .errors import InputError
 from .predictor import PosePredictor, load
 from .stream import Stream, VideoSource, stream_engine
 from .track import Stabilizer, TrackOptions
 
 SAMPLE = "sample"  # --video sample: a video made from the bundled photos
+# frames per photo: 120 frames (about 4 s a pass) make one round's ratio steady to a few per cent;
+# 40 frames let single rounds range from x1.15 to x1.6 on this 2-core machine
+SAMPLE_FRAMES_EACH = 60
 STREAM_ROUNDS = 6
 ENGINE_KEYS = ("device", "threads", "hint", "precision")  # what the report says of the overlapped engine
 
@@ -75,10 +84,18 @@ def overlapped(video: Path, predictor: PosePredictor, save: Path | None = None) 
     return frames
 
 
-def _fps(run: Callable[..., int], video: Path, predictor: PosePredictor, save: Path | None) -> float:
-    start = time.perf_counter()
+class Pass(NamedTuple):
+    """One pass over the video: frames per second of wall time and CPU milliseconds per frame."""
+
+    fps: float
+    cpu_ms: float
+
+
+def _pass(run: Callable[..., int], video: Path, predictor: PosePredictor, save: Path | None) -> Pass:
+    wall, cpu = time.perf_counter(), time.process_time()
     frames = run(video, predictor, save)
-    return frames / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Pass(frames / wall, 1000 * cpu / frames)
 
 
 def stream_fps(model: str | os.PathLike, video: str | os.PathLike, engine: dict[str, Any],
@@ -97,12 +114,14 @@ def stream_fps(model: str | os.PathLike, video: str | os.PathLike, engine: dict[
         plain = load(model, **engine)
         streaming = load(model, **overlap_engine)
         save = Path(work) / "annotated.mp4" if draw else None
-        _fps(sequential, path, plain, save)  # warm-up: first runs allocate
-        _fps(overlapped, path, streaming, save)
-        seq, ovl = [], []
+        _pass(sequential, path, plain, save)  # warm-up: first runs allocate
+        _pass(overlapped, path, streaming, save)
+        seq_passes, ovl_passes = [], []
         for _ in range(rounds):
-            seq.append(_fps(sequential, path, plain, save))
-            ovl.append(_fps(overlapped, path, streaming, save))
+            seq_passes.append(_pass(sequential, path, plain, save))
+            ovl_passes.append(_pass(overlapped, path, streaming, save))
+    seq, ovl = [p.fps for p in seq_passes], [p.fps for p in ovl_passes]
+    cores = usable_cores()
     return {
         **facts,
         "rounds": rounds,
@@ -115,10 +134,19 @@ def stream_fps(model: str | os.PathLike, video: str | os.PathLike, engine: dict[
         # each overlapped round over the sequential round just before it: robust to drifting load
         "speedup": round(statistics.median(o / s for s, o in zip(seq, ovl)), 3),
         "speedup_per_round": [round(o / s, 3) for s, o in zip(seq, ovl)],
+        "cores": cores,
+        "sequential_cpu_ms_per_frame": round(statistics.median(p.cpu_ms for p in seq_passes), 2),
+        "overlap_cpu_ms_per_frame": round(statistics.median(p.cpu_ms for p in ovl_passes), 2),
+        # share of the usable cores' time the loop kept busy: cpu per frame x fps / (1000 x cores)
+        "sequential_cpu_busy": round(statistics.median(p.cpu_ms * p.fps for p in seq_passes) / (1000 * cores), 3),
+        "overlap_cpu_busy": round(statistics.median(p.cpu_ms * p.fps for p in ovl_passes) / (1000 * cores), 3),
+        "speedup_ceiling": round(
+            statistics.median(1000 * cores / o.cpu_ms / s.fps for s, o in zip(seq_passes, ovl_passes)), 3
+        ),
     }
 
 
 def _sample(work: Path) -> Path:
     from .video import sample_video
 
-    return sample_video(work / "sample.mp4", frames_each=20)
+    return sample_video(work / "sample.mp4", frames_each=SAMPLE_FRAMES_EACH)

@@ -77,6 +77,11 @@ def onnxruntime_distribution() -> str:
     return "not installed"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. under taskset or a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def system_info() -> dict[str, Any]:
     """The machine, once per report."""
     import cv2
@@ -85,14 +90,13 @@ def system_info() -> dict[str, Any]:
     from . import __version__
 
     mem_kb = re.search(r"MemTotal:\s+(\d+)", _read("/proc/meminfo") or "")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": cpu_model(),
         "board": _read("/proc/device-tree/model") or NOT_EXPOSED,
         "machine": platform.machine(),
         "os": platform.platform(),
         "cores_logical": os.cpu_count(),
-        "cores_usable": usable,
+        "cores_usable": usable_cores(),
         "memory_mb": round(int(mem_kb.group(1)) / 1024) if mem_kb else NOT_EXPOSED,
         "python": platform.python_version(),
         "libraries": {

@@ -123,6 +123,12 @@ def test_video_stream_fps_in_the_report(yolo11_onnx: Path, sample_video: Path, t
     assert stream["speedup"] == pytest.approx(sum(ratios) / 2, abs=2e-3)  # median of two rounds
     assert stream["overlap_engine"] == {"device": "cpu", "threads": max(1, (os.cpu_count() or 1) // 2)}
     assert "one frame at a time" in proc.stdout and "one frame at a time" in md.read_text()
+    # CPU accounting: a process cannot keep more than its cores busy, and each round's ratio is at
+    # most that round's ceiling, so the medians keep that order (a little slack for tick rounding)
+    assert stream["cores"] >= 1 and stream["sequential_cpu_ms_per_frame"] > 0
+    assert 0 < stream["sequential_cpu_busy"] <= 1.05 and 0 < stream["overlap_cpu_busy"] <= 1.05
+    assert stream["speedup"] <= stream["speedup_ceiling"] * 1.05
+    assert "no schedule of that work passes" in proc.stdout
 
 
 def test_unreadable_video_is_refused_before_timing(yolo11_onnx: Path, tmp_path: Path) -> None:
