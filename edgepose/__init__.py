@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from .errors import EdgeposeError, ExportError, InputError, MissingExtraError, ModelError, PartialFailure
 from .keypoints import COCO_KEYPOINTS, COCO_SKELETON, Keypoint
+from .memory import reuse_freed_memory
 from .predictor import PosePredictor, load
 from .results import Person, Result
 from .stream import Stream, open_stream
@@ -14,5 +15,5 @@ from .track import TrackOptions
 __all__ = [
     "COCO_KEYPOINTS", "COCO_SKELETON", "EdgeposeError", "ExportError", "InputError", "Keypoint",
     "MissingExtraError", "ModelError", "PartialFailure", "Person", "PosePredictor", "Result", "Stream",
-    "TrackOptions", "load", "open_stream", "__version__",
+    "TrackOptions", "load", "open_stream", "reuse_freed_memory", "__version__",
 ]  # fmt: skip

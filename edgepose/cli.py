@@ -21,6 +21,7 @@ import click
 from . import __version__
 from .backends import BACKENDS, OPENVINO_HINTS, OPENVINO_PRECISIONS
 from .errors import EdgeposeError, InputError, PartialFailure
+from .memory import reuse_freed_memory
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
 ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "verify")
@@ -619,6 +620,7 @@ def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI and turn every failure into one ``error:`` line."""
     _setup_logging()
+    reuse_freed_memory()  # this process is edgepose's own: keep per-frame buffers (see edgepose.memory)
     try:
         code = cli.main(args=argv, prog_name="edgepose", standalone_mode=False)
     except click.ClickException as exc:

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .memory import allocator_state
+
 NOT_EXPOSED = "not exposed"
 
 # Bits of `vcgencmd get_throttled` (Raspberry Pi firmware documentation).
@@ -97,6 +99,7 @@ def system_info() -> dict[str, Any]:
         "os": platform.platform(),
         "cores_logical": os.cpu_count(),
         "cores_usable": usable_cores(),
+        "allocator": allocator_state(),
         "memory_mb": round(int(mem_kb.group(1)) / 1024) if mem_kb else NOT_EXPOSED,
         "python": platform.python_version(),
         "libraries": {
