@@ -86,3 +86,41 @@ def test_detection_checkpoint_is_refused(tmp_path: Path) -> None:
 def test_bad_imgsz_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="multiple of 32"):
         export_pose(imgsz=333, out=tmp_path)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_last_axis_dfl_gives_the_same_numbers_as_ultralytics_graph(
+    yolo11_weights: Path, samples: list[Path], tmp_path: Path, dynamic: bool
+) -> None:
+    """The DFL rewrite (softmax over the last axis, MatMul for the 1x1 conv) changes no output bit on
+    real photos, against Ultralytics' own export of the same checkpoint, static and dynamic."""
+    import shutil
+
+    import numpy as np
+    import onnxruntime as ort
+    from ultralytics import YOLO
+
+    from edgepose.export.pose import last_axis_dfl
+    from edgepose.preprocess import letterbox_tensor
+    from edgepose.sources import read_image
+
+    local = tmp_path / yolo11_weights.name
+    shutil.copy2(yolo11_weights, local)
+    original = onnx.load(YOLO(str(local)).export(format="onnx", dynamic=dynamic, simplify=True, device="cpu"))
+    rewritten = onnx.load_from_string(original.SerializeToString())
+    assert last_axis_dfl(rewritten) and not last_axis_dfl(rewritten)  # found once, then nothing left to do
+    onnx.checker.check_model(rewritten, full_check=True)
+    softmax = [n for n in rewritten.graph.node if n.op_type == "Softmax" and "/dfl/" in n.name]
+    assert [onnx.helper.get_attribute_value(a) for n in softmax for a in n.attribute] == [-1]
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                for m in (original, rewritten)]  # fmt: skip
+    for path in samples:
+        tensor, _ = letterbox_tensor(read_image(path), (640, 640), auto=dynamic)
+        a, b = (s.run(None, {"images": tensor})[0] for s in sessions)
+        assert np.array_equal(a, b), f"{path.name}: max difference {np.abs(a - b).max()}"
+
+
+def test_exported_graphs_record_the_dfl_rewrite(yolo11_onnx: Path, yolov8_onnx: Path) -> None:
+    for path in (yolo11_onnx, yolov8_onnx):
+        assert json.loads(_props(path)["export_settings"])["dfl_softmax"] == "last axis"
+        assert not [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv" and "/dfl/" in n.name]
