@@ -6,8 +6,8 @@ What stays in float (``keep_float``), measured by ``benchmarks/int8_accuracy.py`
 - ``head`` (default): the head's decode arithmetic (DFL, anchor offsets, stride multiplies,
   sigmoids: every node of the head module outside its ``cv*`` conv branches) and the last conv of
   each branch, whose outputs are box/keypoint offsets in pixels.
-- ``decode``: the decode arithmetic only; the branch output convs are quantised too. Faster
-  (onnxruntime: about 1.7x FP32 instead of 1.5x here) for a little more keypoint drift.
+- ``decode``: the decode arithmetic only; the branch output convs are quantised too. More
+  keypoint drift, and since export's DFL rewrite no faster than ``head`` on onnxruntime here.
 - ``none``: everything. The onnxruntime route's QDQ graph then quantises the decode's Add/Mul
   outputs and pose mAP50-95 on coco8-pose falls to 0.00; kept only to show that.
 """
