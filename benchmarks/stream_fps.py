@@ -22,7 +22,7 @@ from pathlib import Path
 import edgepose
 from edgepose.bench_stream import SAMPLE, stream_fps
 from edgepose.device_info import cpu_model
-from edgepose.memory import allocator_state
+from edgepose.memory import allocator_state, reuse_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def main() -> None:
         str(ROOT / "models" / "yolo11n-pose.onnx"),
         str(ROOT / "models" / "dynamic" / "yolo11n-pose.onnx"),
     ]
-    edgepose.reuse_freed_memory()  # as `edgepose bench --video` and a kiosk app following the README
+    reuse_freed_memory()  # as `edgepose bench --video` and a kiosk app following the README
     results: dict = {"load_average_before": [round(v, 2) for v in os.getloadavg()],
                      "classifier": Path(args.classifier).name, "cpu": cpu_model(), "cores": os.cpu_count(),
                      "allocator": allocator_state(), "runs": []}  # fmt: skip

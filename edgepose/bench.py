@@ -31,7 +31,7 @@ import numpy as np
 
 from .backends import BACKENDS, OPENVINO_PRECISIONS, ORT_PROVIDERS, check_model_form, resolve_backend
 from .bench_stream import SAMPLE, STREAM_ROUNDS, stream_fps
-from .device_info import clock_state, current_rss_mb, onnxruntime_distribution, peak_rss_mb, system_info
+from .device_info import clock_state, current_rss_mb, onnxruntime_distribution, peak_rss_mb, system_info, usable_cores
 from .errors import EdgeposeError, InputError, MissingExtraError, ModelError, first_line
 from .predictor import PosePredictor, check_threshold, load
 from .sources import list_images, read_image, sample_images
@@ -393,7 +393,7 @@ def _throughput(model: str, target: Target, settings: BenchSettings, paths: Sequ
 
     OpenVINO: one model compiled with the THROUGHPUT hint and ``streams`` async infer requests fed
     round robin, each frame finished by ``PosePredictor.to_result``. onnxruntime: ``streams`` threads,
-    each with its own predictor of cpu_count / streams intra-op threads (or ``--threads``)."""
+    each with its own predictor of usable cores / streams intra-op threads (or ``--threads``)."""
     n, streams = len(paths), settings.streams
     latencies: list[float] = []
     if target.backend == "openvino":
@@ -436,7 +436,7 @@ def _throughput(model: str, target: Target, settings: BenchSettings, paths: Sequ
     else:
         import queue as queues
 
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // streams)
+        threads = settings.threads or max(1, usable_cores() // streams)
         predictors = [load(model, **_load_kwargs(target, settings, threads=threads)) for _ in range(streams)]
         for predictor in predictors:  # warm every stream on every image shape
             for path in paths:

@@ -21,18 +21,18 @@ import sys
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # the ceiling glibc's own dynamic threshold may reach
 TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # glibc's own ratio between the two
-_USER_TUNING = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+USER_TUNING = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
-_state = "default"
+_kept = False  # whether reuse_freed_memory() raised the thresholds in this process
 
 
 def reuse_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; returns whether they are raised.
     A no-op (False) off glibc (macOS, Windows, musl) and where the environment already tunes malloc."""
-    global _state
-    if _state == "reused":
+    global _kept
+    if _kept:
         return True
-    if not sys.platform.startswith("linux") or any(name in os.environ for name in _USER_TUNING):
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_TUNING):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -43,13 +43,13 @@ def reuse_freed_memory() -> bool:
         mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     ):
         return False
-    _state = "reused"
+    _kept = True
     return True
 
 
 def allocator_state() -> str:
     """For reports: whether this process keeps freed buffers (see ``reuse_freed_memory``)."""
-    if _state == "reused":
+    if _kept:
         return f"glibc, freed blocks kept for reuse (mmap threshold {MMAP_THRESHOLD >> 20} MB)"
-    tuned = [name for name in _USER_TUNING if name in os.environ]
+    tuned = [name for name in USER_TUNING if name in os.environ]
     return f"tuned by the environment ({', '.join(tuned)})" if tuned else "default"

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .device_info import usable_cores
 from .errors import InputError
 from .results import Result
 from .track import Stabilizer, TrackOptions
@@ -274,8 +275,7 @@ def default_workers(backend: Any) -> int:
     if session is None:
         return 1
     threads = session.get_session_options().intra_op_num_threads
-    cores = os.cpu_count() or 1
-    return max(1, min(4, cores // threads)) if threads > 0 else 1
+    return max(1, min(4, usable_cores() // threads)) if threads > 0 else 1
 
 
 def stream_engine(model: str | os.PathLike, engine: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +291,7 @@ def stream_engine(model: str | os.PathLike, engine: dict[str, Any]) -> dict[str,
         if out.get("hint") is None:
             out["hint"] = "throughput"
     elif out.get("threads") is None:  # onnxruntime has no hint
-        out["threads"] = max(1, (os.cpu_count() or 1) // 2)
+        out["threads"] = max(1, usable_cores() // 2)
     return out
 
 

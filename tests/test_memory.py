@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from edgepose.memory import USER_TUNING
+
 _PROBE = """
 import json, resource, sys
 import cv2, numpy as np
@@ -34,8 +36,7 @@ glibc = pytest.mark.skipif(
 
 
 def _probe(mode: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
-                                                              "GLIBC_TUNABLES")}  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if k not in USER_TUNING}
     proc = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env={**clean, **env})
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
