@@ -46,7 +46,7 @@ def sequential(video: Path, predictor: PosePredictor, save: Path | None = None) 
     from .video import VideoRecorder
 
     source = VideoSource(video)
-    stabilizer = Stabilizer(TrackOptions(), predictor.classifier)
+    stabilizer = Stabilizer(TrackOptions(), predictor.classifier, predictor.conf)
     recorder = VideoRecorder(save, source.fps, (source.width, source.height)) if save else None
     frames = 0
     try:
@@ -54,7 +54,7 @@ def sequential(video: Path, predictor: PosePredictor, save: Path | None = None) 
             image = source.retrieve()
             if image is None:
                 break
-            result = stabilizer(predictor(image, name=str(video)), frames / source.fps)
+            result = stabilizer(predictor(image, name=str(video), conf=stabilizer.decode_conf), frames / source.fps)
             if recorder:
                 recorder.write(draw_result(image, result, predictor.meta.skeleton))
             frames += 1

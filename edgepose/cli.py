@@ -202,7 +202,7 @@ def _stream_options(func: Any) -> Any:
     def wrapper(**kwargs: Any) -> Any:
         from .track import TrackOptions
 
-        names = ("track", "smooth", "hysteresis", "min_cutoff", "beta")
+        names = ("track", "smooth", "hysteresis", "min_cutoff", "beta", "low_conf", "confirm")
         return func(tracking=TrackOptions(**{k: kwargs.pop(k) for k in names}), **kwargs)
 
     for option in reversed([
@@ -217,6 +217,10 @@ def _stream_options(func: Any) -> Any:
                      help="Video: One-Euro speed coefficient (per px/s); higher lags less."),
         click.option("--hysteresis", type=click.IntRange(min=1), default=5, show_default=True,
                      help="Video: frames a new label must win before it is shown (1: off)."),
+        click.option("--low-conf", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+                     help="Video: a shown person stays while its score is at least this; a new one needs --conf."),
+        click.option("--confirm", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Video: frames in a row a new person must be found at --conf before it is shown (1: at once)."),
     ]):  # fmt: skip
         wrapper = option(wrapper)
     return wrapper

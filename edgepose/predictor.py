@@ -148,8 +148,9 @@ class PosePredictor:
         tensor, box = self.preprocess(image)
         return self.decode(self.backend.run(tensor), box, conf=conf, clip=clip)
 
-    def predict(self, image: np.ndarray | str | os.PathLike, name: str = "", lap: Lap | None = None) -> Result:
-        """Persons in one image (a BGR array, or a path to read).
+    def predict(self, image: np.ndarray | str | os.PathLike, name: str = "", lap: Lap | None = None,
+                conf: float | None = None) -> Result:  # fmt: skip
+        """Persons in one image (a BGR array, or a path to read), scoring above ``conf`` (default: the predictor's).
 
         ``lap(stage)`` is called as each stage ends (read, preprocess, inference, postprocess,
         classifier), so ``edgepose bench`` times the very code path users run.
@@ -165,16 +166,16 @@ class PosePredictor:
         lap("preprocess")
         output = self.backend.run(tensor)
         lap("inference")
-        return self.to_result(output, box, image, name, lap)
+        return self.to_result(output, box, image, name, lap, conf)
 
     def to_result(self, output: np.ndarray, box: Letterbox, image: np.ndarray, name: str = "",
-                  lap: Lap | None = None) -> Result:  # fmt: skip
+                  lap: Lap | None = None, conf: float | None = None) -> Result:  # fmt: skip
         """The rest of ``predict`` once the engine has answered: decode, persons, classifier.
 
         Separate so a pipeline with several requests in flight (``edgepose bench --streams``) can
         finish each frame through the same code as ``predict``."""
         lap = lap or _no_lap
-        det = self.decode(output, box)
+        det = self.decode(output, box, conf=conf)
         kpts = det.keypoints
         if kpts.shape[-1] == 2:  # graphs without keypoint confidence: report 1 for every placed point
             kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1), np.float32)], axis=-1)

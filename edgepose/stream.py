@@ -310,7 +310,7 @@ class Stream:
                                   queue_size=queue_size or (2 if drop else 8), drop=drop,
                                   realtime=realtime, loop=loop)  # fmt: skip
         self.options = track if track is not None else TrackOptions()
-        self.stabilizer = Stabilizer(self.options, predictor.classifier)
+        self.stabilizer = Stabilizer(self.options, predictor.classifier, predictor.conf)
         self.workers = workers
         self.frames = 0  # results handed out
         self._started = False
@@ -365,7 +365,7 @@ class Stream:
             raise InputError(f"no frame could be read from {self.source.name}")
 
     def _finish(self, frame: Frame, box: Any, output: np.ndarray) -> Result:
-        result = self.predictor.to_result(output, box, frame.image, self.source.name)
+        result = self.predictor.to_result(output, box, frame.image, self.source.name, conf=self.stabilizer.decode_conf)
         result.frame, result.time = frame.index, frame.time
         self.frames += 1
         return self.stabilizer(result, frame.time)

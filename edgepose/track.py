@@ -5,7 +5,12 @@ order to each frame's ``Result`` by ``Stabilizer``:
 
 1. ``Tracker``: greedy association of this frame's persons with the live tracks by box IoU and
    keypoint OKS (COCO sigmas); a person keeps its ``id`` while it is matched, a track survives
-   ``max_age`` frames unmatched (a brief occlusion), a new person gets the next id.
+   ``max_age`` frames unmatched (a brief occlusion), a new person gets the next id. A track is
+   shown once it has matched a person scoring at least the predictor's ``conf`` in ``confirm``
+   frames in a row (SORT's ``min_hits``; at once in a stream's first frame), until a frame leaves
+   it unmatched. As in ByteTrack, persons scoring between ``low_conf`` and ``conf`` may only
+   continue a track left unmatched by the confident ones, never start one: a shown person stays
+   while its score wavers around ``conf``, and a doubtful one that comes and goes is never shown.
 2. ``OneEuroFilter`` per track on the keypoints' x, y (Casiez et al., CHI 2012): little smoothing
    when a point moves fast, a lot when it stays still, so jitter goes and motion does not lag.
 3. ``LabelHysteresis`` per track: the shown label changes only after another one has won the
@@ -30,6 +35,7 @@ from .results import Result
 COCO_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62,
                         1.07, 1.07, 0.87, 0.87, 0.89, 0.89], np.float32) / 10.0  # fmt: skip
 KPT_VISIBLE = 0.5  # a keypoint below this confidence is not placed (as in draw and the classifier)
+LOW_MATCH = 0.5  # least similarity for a low-scoring person to continue a track (ByteTrack's second-stage IoU)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class TrackOptions:
     hysteresis: int = 5  # frames a new label must win before it is shown
     match_threshold: float = 0.3  # least IoU/OKS similarity to continue a track
     max_age: int = 30  # frames a track survives without a match
+    low_conf: float = 0.1  # least score of a person that continues a track (ByteTrack's second association)
+    confirm: int = 3  # frames in a row a new person must be found at conf before it is shown
 
     def __post_init__(self) -> None:
         if self.min_cutoff <= 0 or self.beta < 0:
@@ -53,6 +61,10 @@ class TrackOptions:
             raise InputError(f"match_threshold must be in (0, 1], got {self.match_threshold}")
         if self.max_age < 0:
             raise InputError(f"max_age must be >= 0, got {self.max_age}")
+        if not 0.0 <= self.low_conf <= 1.0:
+            raise InputError(f"low_conf must be between 0 and 1, got {self.low_conf}")
+        if self.confirm < 1:
+            raise InputError(f"confirm must be at least 1 frame, got {self.confirm}")
 
     @classmethod
     def off(cls) -> TrackOptions:
@@ -140,6 +152,8 @@ class Track:
     box: np.ndarray
     keypoints: np.ndarray
     missed: int = 0
+    streak: int = 0  # frames in a row matched to a person scoring at least conf
+    shown: bool = False  # confirmed and matched in the latest frame
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
 
@@ -147,10 +161,11 @@ class Track:
 class Tracker:
     """Persistent ids by greedy IoU/OKS association (the few persons before one camera need no more)."""
 
-    def __init__(self, match_threshold: float = 0.3, max_age: int = 30) -> None:
-        self.match_threshold, self.max_age = match_threshold, max_age
+    def __init__(self, match_threshold: float = 0.3, max_age: int = 30, confirm: int = 1) -> None:
+        self.match_threshold, self.max_age, self.confirm = match_threshold, max_age, confirm
         self.tracks: list[Track] = []
         self.next_id = 1
+        self.frames = 0
 
     def similarity(self, boxes: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """[tracks, persons]: the mean of box IoU and keypoint OKS (IoU alone where no keypoint is shared)."""
@@ -164,43 +179,68 @@ class Tracker:
         shared = ((old_kpts[:, None, :, 2] >= KPT_VISIBLE) & (keypoints[None, :, :, 2] >= KPT_VISIBLE)).any(-1)
         return np.where(shared, (iou + oks) / 2, iou)
 
-    def update(self, boxes: np.ndarray, keypoints: np.ndarray) -> list[Track]:
-        """The track of each person (in order) after matching this frame's ``boxes`` [N, 4], ``keypoints`` [N, K, 3]."""
+    def update(
+        self, boxes: np.ndarray, keypoints: np.ndarray, confident: np.ndarray | None = None
+    ) -> list[Track | None]:
+        """The track of each person (in order) after matching this frame's ``boxes`` [N, 4] and
+        ``keypoints`` [N, K, 3]: confident persons (all, when ``confident`` is None) are matched
+        first and start new tracks; the others may only take a track still unmatched, at a
+        similarity of at least ``LOW_MATCH``, and get None otherwise. ``Track.shown`` says
+        whether a track is confirmed for this frame."""
+        confident = np.ones(len(boxes), bool) if confident is None else np.asarray(confident, bool)
         assigned: list[Track | None] = [None] * len(boxes)
         free = list(self.tracks)
         if self.tracks and len(boxes):
             sim = self.similarity(boxes, keypoints)
-            for flat in np.argsort(-sim, axis=None):
-                t, p = np.unravel_index(flat, sim.shape)
-                if sim[t, p] < self.match_threshold:
-                    break
-                track = self.tracks[t]
-                if assigned[p] is None and track in free:
-                    assigned[p] = track
-                    free.remove(track)
+            for persons, least in (
+                (confident, self.match_threshold),
+                (~confident, max(self.match_threshold, LOW_MATCH)),
+            ):
+                self._match(np.where(persons[None, :], sim, -1.0), least, assigned, free)
         for i, track in enumerate(assigned):
-            if track is None:
+            if track is None and confident[i]:
                 track = Track(self.next_id, boxes[i], keypoints[i])
                 self.next_id += 1
                 self.tracks.append(track)
                 assigned[i] = track
-            track.box, track.keypoints, track.missed = boxes[i], keypoints[i], 0
+            if track is not None:
+                track.box, track.keypoints, track.missed = boxes[i], keypoints[i], 0
+                track.streak += bool(confident[i])
+                track.shown = track.shown or track.streak >= self.confirm or self.frames == 0
         for track in free:
-            track.missed += 1
+            track.missed, track.streak, track.shown = track.missed + 1, 0, False
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
-        return assigned  # type: ignore[return-value]
+        self.frames += 1
+        return assigned
+
+    def _match(self, sim: np.ndarray, least: float, assigned: list[Track | None], free: list[Track]) -> None:
+        """Greedy: the most similar (track, person) pair first, each used once, down to ``least``."""
+        for flat in np.argsort(-sim, axis=None):
+            t, p = np.unravel_index(flat, sim.shape)
+            if sim[t, p] < least:
+                break
+            track = self.tracks[t]
+            if assigned[p] is None and track in free:
+                assigned[p] = track
+                free.remove(track)
 
 
 class Stabilizer:
-    """Ids, smoothed keypoints and steady labels for a stream's results, frame after frame."""
+    """Ids, smoothed keypoints and steady labels for a stream's results, frame after frame.
 
-    def __init__(self, options: TrackOptions, classifier: object | None = None) -> None:
+    ``conf`` is the predictor's threshold, the least score that starts a track; a stream decodes
+    at ``decode_conf`` (lower, when tracking) so that persons between the two can continue one."""
+
+    def __init__(self, options: TrackOptions, classifier: object | None = None, conf: float = 0.25) -> None:
         self.options = options
         self.classifier = classifier  # a KeypointClassifier, to re-vote on smoothed keypoints
-        self.tracker = Tracker(options.match_threshold, options.max_age) if options.track else None
+        self.tracker = Tracker(options.match_threshold, options.max_age, options.confirm) if options.track else None
+        self.conf = conf
+        self.decode_conf = min(conf, options.low_conf) if options.track else conf
 
     def __call__(self, result: Result, time: float) -> Result:
-        """Set ``id`` on every person, smooth its keypoints, hold its label (in place; returns ``result``)."""
+        """Set ``id`` on every person, smooth its keypoints, hold its label (in place; returns ``result``).
+        Persons whose track is not shown (unconfirmed, or below ``conf`` and continuing none) are removed."""
         if self.tracker is None or not result.persons:
             if self.tracker is not None:
                 self.tracker.update(np.zeros((0, 4), np.float32), np.zeros((0, 0, 3), np.float32))
@@ -208,7 +248,10 @@ class Stabilizer:
         opts = self.options
         boxes = np.stack([p.box for p in result.persons]).astype(np.float32)
         kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
-        tracks = self.tracker.update(boxes, kpts)
+        confident = np.array([p.score >= self.conf for p in result.persons])
+        found = self.tracker.update(boxes, kpts, confident)
+        result.persons = [p for p, t in zip(result.persons, found) if t is not None and t.shown]
+        tracks = [t for t in found if t is not None and t.shown]
         for person, track in zip(result.persons, tracks):
             person.id = track.id
             if opts.smooth:
@@ -218,7 +261,7 @@ class Stabilizer:
                 xy = track.smoother(person.keypoints[:, :2], time, reset=np.repeat(hidden[:, None], 2, 1))
                 person.keypoints = person.keypoints.copy()
                 person.keypoints[:, :2] = xy
-        if self.classifier is not None and (opts.smooth or opts.hysteresis > 1):
+        if self.classifier is not None and result.persons and (opts.smooth or opts.hysteresis > 1):
             self._relabel(result, tracks)
         return result
 

@@ -218,9 +218,9 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
 
 
 def sample_video(path: str | os.PathLike, frames_each: int = 30, fps: float = 25.0,
-                 size: tuple[int, int] = (1280, 720)) -> Path:  # fmt: skip
-    """A test video from the bundled photos: each shown ``frames_each`` frames, fitted to ``size``
-    on grey, shifted by a few pixels from frame to frame (a steady camera with slight shake)."""
+                 size: tuple[int, int] = (1280, 720), photos: list[Path] | None = None) -> Path:  # fmt: skip
+    """A test video from real photos (default: the bundled ones): each shown ``frames_each`` frames,
+    fitted to ``size`` on grey, shifted by a few pixels from frame to frame (a steady camera with slight shake)."""
     import cv2
 
     from .sources import read_image, sample_images
@@ -228,7 +228,7 @@ def sample_video(path: str | os.PathLike, frames_each: int = 30, fps: float = 25
     width, height = size
     recorder = VideoRecorder(path, fps, size)
     try:
-        for photo in sample_images():
+        for photo in photos or sample_images():
             image = read_image(photo)
             scale = min(width / image.shape[1], height / image.shape[0])
             image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))

@@ -77,8 +77,9 @@ def stop(proc: subprocess.Popen) -> int:
 
 @pytest.fixture(scope="module")
 def server(sample_video: Path, yolo11_onnx: Path) -> Iterator[int]:
-    """A looping server on the test video with room for 3 open streams; yields its port."""
-    proc, port = start_server(sample_video, yolo11_onnx, "--loop", "--max-clients", "3")
+    """A looping server on the test video with room for 3 open streams; yields its port. Its
+    persons are shown from their first frame (--confirm 1), so every sampled frame has some."""
+    proc, port = start_server(sample_video, yolo11_onnx, "--loop", "--max-clients", "3", "--confirm", "1")
     yield port
     stop(proc)
 
@@ -177,7 +178,9 @@ def test_mjpeg_endpoint_is_a_stream_source(server: int, yolo11_onnx: Path) -> No
     """A stream URL as SOURCE: edgepose reads another edgepose's MJPEG endpoint."""
     import edgepose
 
-    with edgepose.open_stream(f"http://127.0.0.1:{server}/stream.mjpg", yolo11_onnx) as frames:
+    # confirm=1: persons from their first frame, so the frames read have some wherever the loop is
+    track = edgepose.TrackOptions(confirm=1)
+    with edgepose.open_stream(f"http://127.0.0.1:{server}/stream.mjpg", yolo11_onnx, track=track) as frames:
         assert frames.live and frames.size == (640, 360)
         results = []
         for result in frames:
@@ -256,8 +259,9 @@ def test_page_in_a_real_browser_shows_frames_and_labels(server: int, chromium: o
 def test_predict_on_a_live_url_keeps_its_outputs_on_sigterm(server: int, yolo11_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", f"http://127.0.0.1:{server}/stream.mjpg",
-                             "-m", str(yolo11_onnx), "--save", str(out), "--json", "-"],
+                             "-m", str(yolo11_onnx), "--save", str(out), "--json", "-", "--confirm", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # --confirm 1: persons from their first frame, so the 3 frames read have some wherever the loop is
     records = [json.loads(proc.stdout.readline()) for _ in range(3)]  # JSON Lines, one per frame as it comes
     proc.send_signal(signal.SIGTERM)
     rest, stderr = proc.communicate(timeout=60)
