@@ -10,10 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +55,8 @@ def cpu_model() -> str:
 
 def library_versions(*names: str) -> dict[str, str]:
     """Installed versions by distribution name, without importing them (importing openvino costs time)."""
+    from importlib import metadata  # here, not at the top: 15 ms of every runtime process's cold start
+
     versions = {}
     for name in names:
         try:
@@ -70,6 +69,8 @@ def library_versions(*names: str) -> dict[str, str]:
 def onnxruntime_distribution() -> str:
     """onnxruntime's version, naming the wheel when it is a special build (its name says which
     execution providers it can have: onnxruntime-gpu, onnxruntime-openvino, ...)."""
+    from importlib import metadata
+
     for name in ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime"):
         try:
             version = metadata.version(name)
@@ -142,6 +143,9 @@ def temperatures_c() -> dict[str, float] | str:
 
 def throttling() -> dict[str, Any] | str:
     """A Raspberry Pi's throttle flags from ``vcgencmd get_throttled``; elsewhere not exposed."""
+    import shutil
+    import subprocess
+
     tool = shutil.which("vcgencmd")
     if not tool:
         return NOT_EXPOSED
