@@ -5,7 +5,7 @@ Schema (a list of these per run)::
     {"image": str, "width": int, "height": int,
      "frame": int, "time": float,                          # only for video/camera/stream frames
      "persons": [{"id": int,                               # only when tracking (streams)
-                  "box": [x1, y1, x2, y2], "score": float,
+                  "box": [x1, y1, x2, y2], "score": float,  # >= conf; streams: a shown person down to low_conf
                   "keypoints": [[x, y, conf], ...K],
                   "label": str, "label_score": float}]}   # label*: only with a classifier
 
