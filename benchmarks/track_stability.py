@@ -71,10 +71,10 @@ def main() -> None:
     ]
     n = args.frames_each
     folder = Path(args.photos) if args.photos else COCO8
-    folders = (
-        sorted(d for d in folder.iterdir() if d.is_dir()) or [folder] if folder.is_dir() else []
-    )  # coco8: train/, val/
-    photos = [*sample_images(), *(p for d in folders for p in list_images(d))]
+    photos = sample_images()
+    if folder.is_dir():  # coco8-pose keeps its photos in images/train and images/val
+        for sub in sorted(d for d in folder.iterdir() if d.is_dir()) or [folder]:
+            photos += list_images(sub)
     segments = {photo.name: range(i * n, (i + 1) * n) for i, photo in enumerate(photos)}
     runs = []
     with tempfile.TemporaryDirectory() as work:

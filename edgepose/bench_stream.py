@@ -54,7 +54,7 @@ def sequential(video: Path, predictor: PosePredictor, save: Path | None = None) 
             image = source.retrieve()
             if image is None:
                 break
-            result = stabilizer(predictor(image, name=str(video), conf=stabilizer.decode_conf), frames / source.fps)
+            result = stabilizer(predictor(image, name=str(video), **stabilizer.frame_options), frames / source.fps)
             if recorder:
                 recorder.write(draw_result(image, result, predictor.meta.skeleton))
             frames += 1

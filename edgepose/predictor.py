@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,11 +150,12 @@ class PosePredictor:
         return self.decode(self.backend.run(tensor), box, conf=conf, clip=clip)
 
     def predict(self, image: np.ndarray | str | os.PathLike, name: str = "", lap: Lap | None = None,
-                conf: float | None = None) -> Result:  # fmt: skip
-        """Persons in one image (a BGR array, or a path to read), scoring above ``conf`` (default: the predictor's).
+                **finish: Any) -> Result:  # fmt: skip
+        """Persons in one image (a BGR array, or a path to read).
 
         ``lap(stage)`` is called as each stage ends (read, preprocess, inference, postprocess,
-        classifier), so ``edgepose bench`` times the very code path users run.
+        classifier), so ``edgepose bench`` times the very code path users run. ``finish`` goes to
+        ``to_result`` (``conf``, ``classify``).
         """
         lap = lap or _no_lap
         if not isinstance(image, np.ndarray):
@@ -166,14 +168,15 @@ class PosePredictor:
         lap("preprocess")
         output = self.backend.run(tensor)
         lap("inference")
-        return self.to_result(output, box, image, name, lap, conf)
+        return self.to_result(output, box, image, name, lap, **finish)
 
     def to_result(self, output: np.ndarray, box: Letterbox, image: np.ndarray, name: str = "",
-                  lap: Lap | None = None, conf: float | None = None) -> Result:  # fmt: skip
+                  lap: Lap | None = None, conf: float | None = None, classify: bool = True) -> Result:  # fmt: skip
         """The rest of ``predict`` once the engine has answered: decode, persons, classifier.
 
         Separate so a pipeline with several requests in flight (``edgepose bench --streams``) can
-        finish each frame through the same code as ``predict``."""
+        finish each frame through the same code as ``predict``. ``conf`` overrides the predictor's
+        threshold; ``classify=False`` leaves labels to the caller (a stream's ``Stabilizer``)."""
         lap = lap or _no_lap
         det = self.decode(output, box, conf=conf)
         kpts = det.keypoints
@@ -182,7 +185,7 @@ class PosePredictor:
         persons = [Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))]
         result = Result(name, int(image.shape[1]), int(image.shape[0]), persons)
         lap("postprocess")
-        if self.classifier:
+        if self.classifier and classify:
             result = self.classifier.classify(result)
             lap("classifier")
         return result

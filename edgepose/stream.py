@@ -365,7 +365,7 @@ class Stream:
             raise InputError(f"no frame could be read from {self.source.name}")
 
     def _finish(self, frame: Frame, box: Any, output: np.ndarray) -> Result:
-        result = self.predictor.to_result(output, box, frame.image, self.source.name, conf=self.stabilizer.decode_conf)
+        result = self.predictor.to_result(output, box, frame.image, self.source.name, **self.stabilizer.frame_options)
         result.frame, result.time = frame.index, frame.time
         self.frames += 1
         return self.stabilizer(result, frame.time)

@@ -228,15 +228,21 @@ class Tracker:
 class Stabilizer:
     """Ids, smoothed keypoints and steady labels for a stream's results, frame after frame.
 
-    ``conf`` is the predictor's threshold, the least score that starts a track; a stream decodes
-    at ``decode_conf`` (lower, when tracking) so that persons between the two can continue one."""
+    ``conf`` is the predictor's threshold, the least score that starts a track. Each frame is
+    finished with ``predictor.to_result(..., **stabilizer.frame_options)``: decoded down to
+    ``low_conf`` when tracking, so persons between the two can continue a track, and not
+    classified when the stabilizer re-votes on the smoothed keypoints anyway."""
 
     def __init__(self, options: TrackOptions, classifier: object | None = None, conf: float = 0.25) -> None:
         self.options = options
         self.classifier = classifier  # a KeypointClassifier, to re-vote on smoothed keypoints
         self.tracker = Tracker(options.match_threshold, options.max_age, options.confirm) if options.track else None
         self.conf = conf
-        self.decode_conf = min(conf, options.low_conf) if options.track else conf
+        self.relabels = (
+            self.tracker is not None and classifier is not None and (options.smooth or options.hysteresis > 1)
+        )
+        self.frame_options = {"conf": min(conf, options.low_conf) if options.track else conf,
+                              "classify": not self.relabels}  # fmt: skip
 
     def __call__(self, result: Result, time: float) -> Result:
         """Set ``id`` on every person, smooth its keypoints, hold its label (in place; returns ``result``).
@@ -250,9 +256,10 @@ class Stabilizer:
         kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
         confident = np.array([p.score >= self.conf for p in result.persons])
         found = self.tracker.update(boxes, kpts, confident)
-        result.persons = [p for p, t in zip(result.persons, found) if t is not None and t.shown]
-        tracks = [t for t in found if t is not None and t.shown]
-        for person, track in zip(result.persons, tracks):
+        shown = [(p, t) for p, t in zip(result.persons, found) if t is not None and t.shown]
+        result.persons = [p for p, _ in shown]
+        tracks = [t for _, t in shown]
+        for person, track in shown:
             person.id = track.id
             if opts.smooth:
                 if track.smoother is None:
@@ -261,7 +268,7 @@ class Stabilizer:
                 xy = track.smoother(person.keypoints[:, :2], time, reset=np.repeat(hidden[:, None], 2, 1))
                 person.keypoints = person.keypoints.copy()
                 person.keypoints[:, :2] = xy
-        if self.classifier is not None and result.persons and (opts.smooth or opts.hysteresis > 1):
+        if self.relabels and result.persons:
             self._relabel(result, tracks)
         return result
 
