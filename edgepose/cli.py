@@ -87,8 +87,8 @@ def cli() -> None:
     default="head",
     show_default=True,
     help="INT8: what stays float. head: the decode arithmetic and each head branch's output conv; decode: the "
-    "decode arithmetic only (a little more drift); none: everything quantised (measured: onnxruntime "
-    "loses every keypoint).",
+    "decode arithmetic only (a little more drift); for onnx both also keep the stem conv and the "
+    "attention's MatMul/Softmax float. none: everything quantised (measured: onnxruntime loses every keypoint).",
 )
 @click.option("--report", is_flag=True, help="Accuracy report of the derived graph against its FP32 ONNX source.")
 @click.option(

@@ -116,6 +116,28 @@ def test_int8_keeps_head_float(optimised: dict[str, Path]) -> None:
     assert settings["keep_float"] == "head"
 
 
+def test_int8_float_nodes_are_the_stem_attention_and_head(yolo11_onnx: Path, yolov8_onnx: Path) -> None:
+    """The rule finds the stem, the attention and the head by graph structure, on both
+    architectures, and leaves the rest of the body to quantise."""
+    import onnx
+
+    from edgepose.export.quantize import float_nodes
+
+    for path, attention in ((yolo11_onnx, True), (yolov8_onnx, False)):
+        graph = onnx.load(str(path), load_external_data=False).graph
+        ops = {n.name: n.op_type for n in graph.node}
+        head = next(n for n in graph.node if graph.output[0].name in n.output).name.split("/")[1]
+        kept = float_nodes(path, "head", stem_and_attention=True)
+        body = [n for n in kept if n.split("/")[1] != head]
+        stem = next(n for n in graph.node if n.op_type == "Conv" and graph.input[0].name in n.input)
+        assert [n for n in body if ops[n] == "Conv"] == [stem.name]  # every other body conv quantises
+        assert sorted(ops[n] for n in body if ops[n] in ("MatMul", "Softmax")) == (
+            ["MatMul", "MatMul", "Softmax"] if attention else []
+        )
+        assert not [n for n in float_nodes(path, "head") if n.split("/")[1] != head]  # the OpenVINO route's rule
+        assert float_nodes(path, "none", stem_and_attention=True) == []
+
+
 def test_int8_keep_float_decode(yolo11_onnx: Path, optimised: dict[str, Path], calib: Path, samples: list[Path],
                                 tmp_path: Path) -> None:  # fmt: skip
     """--keep-float decode quantises the head branches' output convs too: fewer float nodes, and
