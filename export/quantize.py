@@ -71,8 +71,8 @@ def float_nodes(onnx_path: Path, keep_float: str = "head", stem_and_attention: b
       decode nodes and, for ``head``, each ``cv*`` branch's last conv (``cv4.0/cv4.0.2/Conv``);
       the rest of the ``cv*`` branches is left to quantise.
     - The stem is the module of the conv reading the image (``/model.0/``: conv and SiLU).
-    - The attention is each Softmax with the MatMuls around it and the Mul/Transposes feeding them
-      (YOLO11's C2PSA; YOLOv8 has none).
+    - The attention is the body's Softmax and MatMul nodes (in YOLO11's C2PSA, the only ones; YOLOv8
+      has none) and the Mul (q scale) and Transposes feeding them.
 
     Measured: onnxruntime's QDQ graph quantises every op's output, the stem's SiLU and the Softmax
     included; keeping the stem and attention float there cut mean keypoint drift against FP32 from
