@@ -107,15 +107,14 @@ def float_nodes(onnx_path: Path, keep_float: str = "head", stem_and_attention: b
     if stem_conv is not None and stem_conv.name.count("/") >= 2:
         stem = "/".join(stem_conv.name.split("/")[:2]) + "/"
         names += [n.name for n in body if n.name.startswith(stem)]
-    attention = {n.name for n in body if n.op_type in ("MatMul", "Softmax")}
     if any(n.op_type == "Softmax" for n in body):
         made = {out: n for n in body for out in n.output}
-        grew = True
-        while grew:  # the Mul (q scale) and Transposes feeding them, back to the qkv Split
-            feeding = {made[i].name for n in body if n.name in attention for i in n.input
-                       if i in made and made[i].op_type in ("Mul", "Transpose")}  # fmt: skip
-            grew = not feeding <= attention
-            attention |= feeding
+        todo, attention = [n for n in body if n.op_type in ("MatMul", "Softmax")], set()
+        while todo:  # back from each through the Mul (q scale) and Transposes feeding it
+            node = todo.pop()
+            if node.name not in attention:
+                attention.add(node.name)
+                todo += [made[i] for i in node.input if i in made and made[i].op_type in ("Mul", "Transpose")]
         names += sorted(attention)
     return names
 
