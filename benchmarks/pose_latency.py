@@ -5,7 +5,8 @@
 Makes the graphs it needs when they are missing (``edgepose export``: the static 640 graph that
 Ultralytics' ONNX predict runs, and a dynamic one that edgepose feeds a rectangular letterbox),
 then runs the one command printed on the first line: both backends, every CPU and GPU device
-name (those this machine lacks are reported as skipped), 2 frames in flight, the stream FPS of a
+name (those this machine lacks are reported as skipped), onnxruntime on cpu with and without
+spinning threads, 2 frames in flight, the stream FPS of a
 video made from the bundled photos (overlapped against one frame at a time), and Ultralytics'
 own predict on the static graph and on the .pt in the same run. Writes
 ``benchmarks/results/<machine>.json``, ``.md`` and ``.png``, and appends to the Markdown the
@@ -100,7 +101,7 @@ def main() -> None:
     export_extra = args.dry_run or ensure_models()
     reference = [str(STATIC.relative_to(ROOT)), str(PT.relative_to(ROOT))] if export_extra else []
     command = ["edgepose", "bench", "--model", str(DYNAMIC.relative_to(ROOT)), "--backend", "onnxruntime,openvino",
-               "--devices", "cpu,cuda,tensorrt,CPU,GPU", "--precision", "f32,bf16", "--runs", str(args.runs), "--streams", "2",
+               "--devices", "cpu,cuda,tensorrt,CPU,GPU", "--precision", "f32,bf16", "--spin", "--runs", str(args.runs), "--streams", "2",
                "--video", "sample",
                *[item for w in reference for item in ("--compare-ultralytics", w)],
                "--json", f"{stem.relative_to(ROOT)}.json", "--markdown", f"{stem.relative_to(ROOT)}.md",

@@ -59,7 +59,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
+                 spin: bool = False) -> None:  # fmt: skip
         import onnxruntime as ort
 
         path = Path(path)
@@ -77,12 +78,13 @@ class OnnxRuntimeBackend:
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # No busy-waiting between runs: onnxruntime's pool otherwise spins after each run, taking the
-        # cores from decoding and letterboxing the next frame and from whatever else the device runs
-        # (camera, UI), and burning power a Pi turns into heat. Measured here: e2e 91-122 ms without
-        # spinning vs 184-221 ms with it on a loaded 2-core box; on the idle box spinning wins by
-        # about 10 % (54-62 vs 62-65 ms, separate processes). Edge devices are rarely idle.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No busy-waiting between runs unless ``spin``: onnxruntime's pool otherwise spins after each
+        # run, taking the cores from decoding and letterboxing the next frame and from whatever else
+        # the device runs (camera, UI), and burning power a Pi turns into heat. Measured here: e2e
+        # 91-122 ms without spinning vs 184-221 ms with it on a loaded 2-core box. On an otherwise
+        # idle device spinning wins (the 2-thread forward at 384x640: 28.4 vs 33.8 ms): ``spin=True``
+        # gives back onnxruntime's own default for a device that runs nothing else.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -209,9 +211,10 @@ def check_model_form(path: str | os.PathLike) -> Path:
 
 def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, hint: str = "latency", precision: str = "f32",
-                 verify: bool = False) -> Backend:  # fmt: skip
+                 spin: bool = False, verify: bool = False) -> Backend:  # fmt: skip
     """Open a model file with the engine that runs it; ``device`` is in that engine's names
     (onnxruntime: cpu, cuda, tensorrt, openvino, coreml; OpenVINO: CPU, GPU, NPU, AUTO).
+    ``spin``: onnxruntime's threads busy-wait between runs (its own default; edgepose's is off).
     ``verify``: first check the file(s) against the ``.sha256`` sidecars export wrote."""
     check_model_form(path)
     if verify:
@@ -219,5 +222,7 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | N
 
         verify_model(path)
     if resolve_backend(path, backend) == "openvino":
+        if spin:
+            raise InputError("spin is an onnxruntime setting; OpenVINO has no such option")
         return OpenVinoBackend(path, device=device or "CPU", threads=threads, hint=hint, precision=precision)
-    return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads)
+    return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads, spin=spin)

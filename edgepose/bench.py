@@ -63,6 +63,7 @@ class BenchSettings:
     video: str | None = None  # also measure stream FPS on this video ('sample': made from the bundled photos)
     video_rounds: int = STREAM_ROUNDS  # alternating sequential/overlapped passes over the video
     precision: str = "f32"  # OpenVINO CPU inference precision, or a comma list (one target each)
+    spin: bool = False  # also time each onnxruntime target with its threads busy-waiting between runs
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
@@ -83,6 +84,8 @@ class BenchSettings:
                 continue
             if f.name == "cold_start":
                 parts.append("--no-cold-start")
+            elif f.name == "spin":
+                parts.append("--spin")
             elif f.name == "compare_ultralytics":
                 parts += [item for weights in value for item in ("--compare-ultralytics", weights)]
             else:
@@ -141,11 +144,12 @@ class Target:
     backend: str
     device: str
     precision: str | None = None  # OpenVINO on a CPU: its inference precision
+    spin: bool = False  # onnxruntime: threads busy-wait between runs (onnxruntime's own default)
 
     @property
     def label(self) -> str:
         suffix = f" {self.precision}" if self.precision and self.precision != "f32" else ""
-        return f"{self.backend}:{self.device}{suffix}"
+        return f"{self.backend}:{self.device}{suffix}{' spin' if self.spin else ''}"
 
 
 def _target(backend: str, device: str) -> Target:
@@ -159,13 +163,14 @@ def _target(backend: str, device: str) -> Target:
 
 
 def parse_targets(model: str, backend: str = "auto", devices: str | None = None,
-                  precisions: Sequence[str] = ("f32",)) -> list[Target]:  # fmt: skip
+                  precisions: Sequence[str] = ("f32",), spin: bool = False) -> list[Target]:  # fmt: skip
     """``--backend`` x ``--devices`` -> the targets, in the order given.
 
     With one backend every device name is that backend's; with both, lower case names are
     onnxruntime's (cpu, cuda, tensorrt, openvino, coreml) and upper case ones OpenVINO's (CPU,
     GPU, NPU, AUTO); ``onnxruntime:cuda`` or ``openvino:GPU`` pins a name to a backend. An
-    OpenVINO CPU target is repeated for each of ``precisions`` (f32, bf16, f16).
+    OpenVINO CPU target is repeated for each of ``precisions`` (f32, bf16, f16); with ``spin``,
+    onnxruntime's cpu target is followed by the same with spinning threads.
     """
     names = [b.strip() for b in backend.split(",") if b.strip()] or ["auto"]
     for name in names:
@@ -189,6 +194,8 @@ def parse_targets(model: str, backend: str = "auto", devices: str | None = None,
     for t in targets:
         on_cpu = t.backend == "openvino" and t.device.startswith("CPU")
         expanded += [Target(t.backend, t.device, p) for p in precisions] if on_cpu else [t]
+        if spin and t.backend == "onnxruntime" and t.device == "cpu":  # the CPU provider's threads
+            expanded.append(Target(t.backend, t.device, spin=True))
     return list(dict.fromkeys(expanded))
 
 
@@ -311,6 +318,8 @@ def _load_kwargs(target: Target, settings: BenchSettings, **overrides: Any) -> d
               "max_det": settings.max_det}  # fmt: skip
     if target.backend == "openvino":
         kwargs["precision"] = target.precision or "f32"
+    else:
+        kwargs["spin"] = target.spin
     return {**kwargs, **overrides}
 
 
@@ -382,8 +391,9 @@ def _engine_facts(predictor: PosePredictor) -> dict[str, Any]:
         facts["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         facts["precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
     else:
-        threads = backend.session.get_session_options().intra_op_num_threads  # type: ignore[attr-defined]
-        facts["threads_used"] = threads or "onnxruntime default (one per physical core)"
+        options = backend.session.get_session_options()  # type: ignore[attr-defined]
+        facts["threads_used"] = options.intra_op_num_threads or "onnxruntime default (one per physical core)"
+        facts["spin"] = options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     return facts
 
 
@@ -751,7 +761,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     models = settings.model
     names = model_names(models)
     targets = [(model, target) for model in models
-               for target in parse_targets(model, settings.backend, settings.devices, settings.precisions)]  # fmt: skip
+               for target in parse_targets(model, settings.backend, settings.devices, settings.precisions,
+                                           settings.spin)]  # fmt: skip
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)

@@ -24,7 +24,7 @@ from .errors import EdgeposeError, InputError, PartialFailure
 from .memory import reuse_freed_memory
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
-ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "verify")
+ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "spin", "verify")
 
 
 class _StderrFormatter(logging.Formatter):
@@ -186,6 +186,8 @@ def _predictor_options(func: Any) -> Any:
                      help="OpenVINO performance hint (video, camera, serve: throughput unless given)."),
         click.option("--precision", type=click.Choice(OPENVINO_PRECISIONS), default="f32", show_default=True,
                      help="OpenVINO CPU inference precision (bf16: faster where the CPU has it, ~1 px drift)."),
+        click.option("--spin/--no-spin", default=False, show_default=True,
+                     help="onnxruntime threads busy-wait between runs: faster on a device that runs nothing else."),
         click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold."),
         click.option("--max-det", type=int, default=300, show_default=True),
         VERIFY_OPTION,
@@ -567,6 +569,8 @@ def info(model: str, verify: bool) -> None:
     show_default=True,
     help="OpenVINO CPU inference precision (f32, bf16, f16); a comma list (f32,bf16) measures each.",
 )
+@click.option("--spin", is_flag=True,
+              help="Also time onnxruntime on cpu with its threads busy-waiting between runs (onnxruntime's default).")  # fmt: skip
 @click.option("--conf", type=float, default=0.25, show_default=True)
 @click.option("--iou", type=float, default=0.7, show_default=True)
 @click.option("--max-det", type=int, default=300, show_default=True)
@@ -593,7 +597,7 @@ def info(model: str, verify: bool) -> None:
 )
 def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices: str | None, images: str | None,
           imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
-          video: str | None, video_rounds: int, precision: str, conf: float, iou: float, max_det: int,
+          video: str | None, video_rounds: int, precision: str, spin: bool, conf: float, iou: float, max_det: int,
           cold_start: bool, ultralytics: tuple[str, ...], json_out: str | None, markdown: str | None,
           plot: str | None) -> None:  # fmt: skip
     """Latency per stage, bare forward pass, cold start and memory per model, backend and device."""
@@ -610,7 +614,7 @@ def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices:
             raise MissingExtraError("bench", "matplotlib") from None
     settings = BenchSettings(model=model, classifier=classifier, backend=backend, devices=devices, images=images,
                              imgsz=imgsz, warmup=warmup, runs=runs, seconds=seconds, threads=threads, streams=streams,
-                             video=video, video_rounds=video_rounds, precision=precision, conf=conf, iou=iou,
+                             video=video, video_rounds=video_rounds, precision=precision, spin=spin, conf=conf, iou=iou,
                              max_det=max_det, cold_start=cold_start, compare_ultralytics=ultralytics)  # fmt: skip
     report = run_bench(settings, progress=_progress)
     click.echo(format_table(report), err=json_out == "-")

@@ -46,6 +46,9 @@ class PosePredictor:
     minimal-padding rectangle at ``imgsz`` (rounded up to the stride). ``backend`` is ``auto``
     (by file form), ``onnxruntime`` or ``openvino``; ``device`` is in that engine's names.
     ``verify=True`` refuses a model whose files differ from the ``.sha256`` sidecars export wrote.
+    ``spin=True`` lets onnxruntime's threads busy-wait between runs, as onnxruntime does by default:
+    lower latency on a device that runs nothing else, slower everywhere else (so off here). The
+    classifier never spins: its run takes microseconds, its waits would only take cores away.
 
     Thread-safe: one loaded predictor may be called from several threads at once (onnxruntime
     sessions are; OpenVINO gets one infer request per calling thread), with the same results as
@@ -65,6 +68,7 @@ class PosePredictor:
         backend: str = "auto",
         hint: str = "latency",
         precision: str = "f32",
+        spin: bool = False,
         verify: bool = False,
     ) -> None:
         self.model_path = Path(model)
@@ -75,9 +79,8 @@ class PosePredictor:
         self.max_det = int(max_det)
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
-        self.backend: Backend = open_backend(
-            self.model_path, backend, device=device, threads=threads, hint=hint, precision=precision, verify=verify
-        )
+        self.backend: Backend = open_backend(self.model_path, backend, device=device, threads=threads, hint=hint,
+                                             precision=precision, spin=spin, verify=verify)  # fmt: skip
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
         if self.meta.end2end:
             raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")

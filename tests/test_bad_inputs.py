@@ -308,6 +308,8 @@ _value_row("imgsz-0", 3, "imgsz must be at least the stride 32, got 0", ["--imgs
 _value_row("imgsz-333-static-graph", 3, "is a static graph of 640x640; re-export with --dynamic",
            ["--imgsz", "333"], {"imgsz": 333})  # fmt: skip
 _value_row("device-unknown", 3, "unknown device 'gpu'", ["--device", "gpu"], {"device": "gpu"})
+_value_row("spin-on-openvino", 3, "spin is an onnxruntime setting", ["--backend", "openvino", "--spin"],
+           {"backend": "openvino", "spin": True})  # fmt: skip
 _value_row("threads-0", 2, "Invalid value for '--threads': 0 is not in the range x>=1", ["--threads", "0"], None)
 _value_row("conf-not-a-number", 2, "'abc' is not a valid float", ["--conf", "abc"], None)
 

@@ -84,16 +84,20 @@ def test_cli_run_report_outputs_and_skipped_device(yolo11_onnx: Path, tmp_path: 
 
 
 def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11_onnx: Path) -> None:
-    """onnxruntime and OpenVINO on a dynamic graph (rect letterbox), 2 frames in flight, an absent
-    OpenVINO GPU skipped, and Ultralytics' own ONNX predict in the same report with the ratio."""
+    """onnxruntime (with and without spinning threads) and OpenVINO on a dynamic graph (rect
+    letterbox), 2 frames in flight, an absent OpenVINO GPU skipped, and Ultralytics' own ONNX
+    predict in the same report with the ratio."""
     settings = BenchSettings(model=str(yolo11_dynamic_onnx), backend="onnxruntime,openvino", devices="cpu,CPU,GPU",
-                             runs=2, warmup=0, streams=2, cold_start=False,
+                             runs=2, warmup=0, streams=2, cold_start=False, spin=True,
                              compare_ultralytics=(str(yolo11_onnx),))  # fmt: skip
+    assert "--spin" in settings.command().split()
     report = run_bench(settings)
-    ort, ov, gpu = report["targets"]
-    assert (ort["target"], ov["target"], gpu["target"]) == ("onnxruntime:cpu", "openvino:CPU", "openvino:GPU")
+    ort, spin, ov, gpu = report["targets"]
+    assert [t["target"] for t in report["targets"]] == [
+        "onnxruntime:cpu", "onnxruntime:cpu spin", "openvino:CPU", "openvino:GPU"]  # fmt: skip
+    assert (ort["spin"], spin["spin"]) == (False, True) and "spin" not in ov
     assert gpu["status"] == "skipped" and "not available" in gpu["reason"]
-    for t in (ort, ov):
+    for t in (ort, spin, ov):
         assert t["status"] == "ok" and t["rect"] and t["cold_start"] is None
         assert [i["input_shape"] for i in t["images"]] == [[640, 480], [384, 640]]
         assert [i["persons"] for i in t["images"]] == [4, 2]
@@ -105,7 +109,7 @@ def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11
     assert ultra["imgsz"] == 640 and ultra["persons"] == {"bus.jpg": 4, "zidane.jpg": 2}
     assert {"preprocess", "inference", "postprocess", "other", "end_to_end"} <= set(ultra["stages"])
     ratios = {r["edgepose"]: r["end_to_end_p50"] for r in report["ratios"]}
-    assert set(ratios) == {"onnxruntime:cpu", "openvino:CPU"}
+    assert set(ratios) == {"onnxruntime:cpu", "onnxruntime:cpu spin", "openvino:CPU"}
     ours, theirs = ([i["end_to_end_p50_ms"] for i in side["images"]] for side in (ov, ultra))
     assert ratios["openvino:CPU"] == pytest.approx(sum(ours) / sum(theirs), rel=1e-3)
 
@@ -206,6 +210,8 @@ def test_device_names_map_to_backends() -> None:
     assert [t.label for t in parse_targets("m.onnx", both, None, ["f32", "bf16"])] == [
         "onnxruntime:cpu", "openvino:CPU", "openvino:CPU bf16"]  # fmt: skip
     assert [t.label for t in parse_targets("m.onnx")] == ["onnxruntime:cpu"]
+    assert [t.label for t in parse_targets("m.onnx", both, "cpu,CPU", spin=True)] == [
+        "onnxruntime:cpu", "onnxruntime:cpu spin", "openvino:CPU"]  # fmt: skip
     with pytest.raises(InputError, match="unknown onnxruntime device 'gpu'"):
         parse_targets("m.onnx", "onnxruntime", "gpu")
 

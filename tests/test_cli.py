@@ -71,3 +71,21 @@ def test_python_api(yolo11_onnx: Path, samples: list[Path]) -> None:
         ep.load("nope.onnx")
     black = predictor(np.zeros((480, 640, 3), np.uint8))
     assert len(black) == 0
+
+
+def test_spin_changes_how_threads_wait_not_results(yolo11_onnx: Path, samples: list[Path]) -> None:
+    """--spin gives back onnxruntime's busy-waiting threads (off by default) and nothing else."""
+    import edgepose as ep
+
+    def spinning(predictor: ep.PosePredictor) -> str:
+        return predictor.backend.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning"
+        )
+
+    plain, spin = ep.load(yolo11_onnx), ep.load(yolo11_onnx, spin=True)
+    assert (spinning(plain), spinning(spin)) == ("0", "1")
+    image = cv2.imread(str(samples[0]))
+    assert plain(image).to_dict() == spin(image).to_dict()
+    runs = [edgepose("predict", samples[0], "-m", yolo11_onnx, "--json", "-", *flag) for flag in ([], ["--spin"])]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert json.loads(runs[0].stdout) == json.loads(runs[1].stdout)
