@@ -78,12 +78,12 @@ class OnnxRuntimeBackend:
             )
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # No busy-waiting between runs unless ``spin``: onnxruntime's pool otherwise spins after each
-        # run, taking the cores from decoding and letterboxing the next frame and from whatever else
-        # the device runs (camera, UI), and burning power a Pi turns into heat. Measured here: e2e
-        # 91-122 ms without spinning vs 184-221 ms with it on a loaded 2-core box. On an otherwise
-        # idle device spinning wins (the 2-thread forward at 384x640: 28.4 vs 33.8 ms): ``spin=True``
-        # gives back onnxruntime's own default for a device that runs nothing else.
+        # No busy-waiting unless ``spin``: onnxruntime's threads otherwise spin for work between
+        # operators and after each run, taking the cores from decoding and letterboxing the next frame
+        # and from whatever else the device runs (camera, UI), and burning power a Pi turns into heat.
+        # benchmarks/spin_load.py, beside 1-2 processes each keeping a core busy: e2e 65-71 ms without
+        # spinning vs 104-114 ms with it (stopping it when each run returns does not help). On an
+        # otherwise idle device spinning wins a little: ``spin=True`` gives back onnxruntime's default.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if threads:
             options.intra_op_num_threads = threads

@@ -63,7 +63,7 @@ class BenchSettings:
     video: str | None = None  # also measure stream FPS on this video ('sample': made from the bundled photos)
     video_rounds: int = STREAM_ROUNDS  # alternating sequential/overlapped passes over the video
     precision: str = "f32"  # OpenVINO CPU inference precision, or a comma list (one target each)
-    spin: bool = False  # also time each onnxruntime target with its threads busy-waiting between runs
+    spin: bool = False  # also time onnxruntime on cpu with its threads busy-waiting (onnxruntime's default)
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 300
