@@ -763,6 +763,8 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     targets = [(model, target) for model in models
                for target in parse_targets(model, settings.backend, settings.devices, settings.precisions,
                                            settings.spin)]  # fmt: skip
+    if settings.spin and not any(target.spin for _, target in targets):
+        raise InputError("--spin times onnxruntime on cpu, and this run has no such target")
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)

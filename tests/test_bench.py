@@ -227,6 +227,7 @@ def test_device_names_map_to_backends() -> None:
         (["--model", "missing.onnx"], 4, "model not found: missing.onnx"),
         (["--compare-ultralytics", "nothere.pt"], 3, "no such file: nothere.pt"),
         (["--video", "nothere.mp4"], 3, "--video: no such file: nothere.mp4"),
+        (["--backend", "openvino", "--spin"], 3, "--spin times onnxruntime on cpu, and this run has no such target"),
     ],
 )
 def test_bad_values_are_one_line_errors(yolo11_onnx: Path, args: list[str], code: int, fragment: str) -> None:
