@@ -568,6 +568,10 @@ class TargetBench:
         self._iteration(self.done)
         self.done += 1
 
+    def settle(self) -> None:
+        """One untimed run before a turn (see ``schedule``)."""
+        self._iteration(self.done, record=False)
+
     def report(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"target": self.label, "model": self.model, "backend": self.target.backend,
                                  "device": self.target.device}  # fmt: skip
@@ -653,6 +657,10 @@ class UltralyticsBench:
         self._once(self.done)
         self.done += 1
 
+    def settle(self) -> None:
+        """One untimed run before a turn (see ``schedule``)."""
+        self._once(self.done, record=False)
+
     def report(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"weights": self.weights, "format": Path(self.weights).suffix.lstrip("."),
                                  "imgsz": self.imgsz, "status": self.status}  # fmt: skip
@@ -704,6 +712,20 @@ def schedule(benches: Sequence[Any], rounds: int | None = None) -> list[Any]:
         for bench in benches:
             order += [bench] * (math.ceil(bench.runs * (r + 1) / rounds) - math.ceil(bench.runs * r / rounds))
     return order
+
+
+def take_turns(order: Iterable[Any]) -> None:
+    """Time the schedule. Each turn starts with one untimed run (``settle``): the target whose turn
+    just ended may still have threads spinning (a spinning onnxruntime session, OpenVINO) and its
+    data in the caches. Without it, the first run of a turn after such a target took 10-20 ms
+    longer here, which put onnxruntime's e2e / forward at 1.19-1.34 instead of 1.12."""
+    previous = None
+    for bench in order:
+        if bench.status == "ok":
+            if bench is not previous:
+                _guarded(bench, bench.settle)
+            _guarded(bench, bench.step)
+        previous = bench
 
 
 @contextlib.contextmanager
@@ -782,9 +804,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
         ultra = [UltralyticsBench(w, settings, paths, imgsz) for w in settings.compare_ultralytics]
         for bench in ultra:
             _guarded(bench, bench.prepare)
-        for bench in progress(schedule([b for b in [*benches, *ultra] if b.status == "ok"]), "timing"):
-            if bench.status == "ok":
-                _guarded(bench, bench.step)
+        take_turns(progress(schedule([b for b in [*benches, *ultra] if b.status == "ok"]), "timing"))
         ultra_reports = [bench.report() for bench in ultra]
     reports = [bench.report() for bench in benches]
     for bench, report in zip(benches, reports):

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edgepose.bench import BenchSettings, model_names, parse_targets, run_bench
+from edgepose.bench import BenchSettings, model_names, parse_targets, run_bench, schedule, take_turns
 from edgepose.device_info import clock_state, throttling, usable_cores
 from edgepose.errors import InputError
 
@@ -214,6 +214,28 @@ def test_device_names_map_to_backends() -> None:
         "onnxruntime:cpu", "onnxruntime:cpu spin", "openvino:CPU"]  # fmt: skip
     with pytest.raises(InputError, match="unknown onnxruntime device 'gpu'"):
         parse_targets("m.onnx", "onnxruntime", "gpu")
+
+
+def test_each_turn_starts_with_an_untimed_run() -> None:
+    """Targets take turns a few runs at a time; each turn is settled first (one untimed run), so
+    threads the previous target left spinning never land in the next target's timings."""
+    log: list[str] = []
+
+    class Turns:  # the two calls take_turns makes on a bench
+        status = "ok"
+
+        def __init__(self, name: str, runs: int) -> None:
+            self.name, self.runs = name, runs
+
+        def settle(self) -> None:
+            log.append(self.name + " untimed")
+
+        def step(self) -> None:
+            log.append(self.name)
+
+    a, b = Turns("a", 4), Turns("b", 2)
+    take_turns(schedule([a, b], rounds=2))
+    assert log == ["a untimed", "a", "a", "b untimed", "b", "a untimed", "a", "a", "b untimed", "b"]
 
 
 @pytest.mark.parametrize(
