@@ -569,7 +569,7 @@ class TargetBench:
         self.done += 1
 
     def settle(self) -> None:
-        """One untimed run before a turn (see ``schedule``)."""
+        """One untimed run before a turn (see ``take_turns``)."""
         self._iteration(self.done, record=False)
 
     def report(self) -> dict[str, Any]:
@@ -658,7 +658,7 @@ class UltralyticsBench:
         self.done += 1
 
     def settle(self) -> None:
-        """One untimed run before a turn (see ``schedule``)."""
+        """One untimed run before a turn (see ``take_turns``)."""
         self._once(self.done, record=False)
 
     def report(self) -> dict[str, Any]:
