@@ -82,14 +82,13 @@ class BenchSettings:
             value = getattr(self, f.name)
             if f.name == "model" or value == getattr(default, f.name):
                 continue
-            if f.name == "cold_start":
-                parts.append("--no-cold-start")
-            elif f.name == "spin":
-                parts.append("--spin")
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):  # click's flags: --spin, --cold-start/--no-cold-start
+                parts.append(flag if value else flag.replace("--", "--no-", 1))
             elif f.name == "compare_ultralytics":
                 parts += [item for weights in value for item in ("--compare-ultralytics", weights)]
             else:
-                parts += ["--" + f.name.replace("_", "-"), str(value)]
+                parts += [flag, str(value)]
         return " ".join(shlex.quote(part) for part in parts)
 
     @property

@@ -90,7 +90,7 @@ def test_both_backends_streams_and_ultralytics(yolo11_dynamic_onnx: Path, yolo11
     settings = BenchSettings(model=str(yolo11_dynamic_onnx), backend="onnxruntime,openvino", devices="cpu,CPU,GPU",
                              runs=2, warmup=0, streams=2, cold_start=False, spin=True,
                              compare_ultralytics=(str(yolo11_onnx),))  # fmt: skip
-    assert "--spin" in settings.command().split()
+    assert {"--spin", "--no-cold-start"} <= set(settings.command().split())
     report = run_bench(settings)
     ort, spin, ov, gpu = report["targets"]
     assert [t["target"] for t in report["targets"]] == [
