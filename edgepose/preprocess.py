@@ -44,6 +44,17 @@ def _geometry(h0: int, w0: int, new_shape: tuple[int, int], stride: int, auto: b
     return new_w, new_h, round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
 
 
+def _resized(image: np.ndarray, new_shape: tuple[int, int], stride: int, auto: bool,
+             scaleup: bool) -> tuple[np.ndarray, tuple[int, int, int, int, int, int]]:  # fmt: skip
+    """The image resized for the letterbox (itself when the size already fits) and its ``_geometry``."""
+    h0, w0 = image.shape[:2]
+    geometry = _geometry(h0, w0, new_shape, stride, auto, scaleup)
+    new_w, new_h = geometry[:2]
+    if (w0, h0) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return image, geometry
+
+
 def letterbox(
     image: np.ndarray,
     new_shape: tuple[int, int],
@@ -57,9 +68,7 @@ def letterbox(
     Rounding follows Ultralytics' LetterBox so the graph input matches theirs pixel for pixel.
     """
     h0, w0 = image.shape[:2]
-    new_w, new_h, top, bottom, left, right = _geometry(h0, w0, new_shape, stride, auto, scaleup)
-    if (w0, h0) != (new_w, new_h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    image, (new_w, new_h, top, bottom, left, right) = _resized(image, new_shape, stride, auto, scaleup)
     image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
     box = Letterbox(new_w / w0, new_h / h0, left, top, image.shape[:2], (h0, w0))
     return image, box
@@ -76,9 +85,7 @@ def letterbox_tensor(
     straight into the tensor and only the border is filled, with no padded uint8 copy between
     (what the predictor runs on every frame; ``edgepose bench`` times it as 'preprocess')."""
     h0, w0 = image.shape[:2]
-    new_w, new_h, top, bottom, left, right = _geometry(h0, w0, new_shape, stride, auto, scaleup)
-    if (w0, h0) != (new_w, new_h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    image, (new_w, new_h, top, bottom, left, right) = _resized(image, new_shape, stride, auto, scaleup)
     height, width = top + new_h + bottom, left + new_w + right
     out = np.empty((1, 3, height, width), np.float32)
     pad = np.float32(PAD_VALUE) * SCALE
