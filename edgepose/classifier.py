@@ -1,7 +1,9 @@
-"""Run an exported keypoint classifier: persons' keypoints -> a label per person.
+"""Run an exported keypoint classifier: persons' keypoints -> a label per person, or none.
 
 The graph does its own masking and normalisation; this side only scales keypoints to the
-contract (x / width, y / height, conf) and batches every person of a frame into one call.
+contract (x / width, y / height, conf), batches every person of a frame into one call, and —
+for a graph trained with negatives — compares its known-pose score with the threshold in its
+metadata: below it a person holds no known pose (``label`` None).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from .backends import open_backend
 from .errors import ModelError
 from .metadata import parse_value
-from .results import Result
+from .results import Person, Result
 
 CLASSIFIER_TASK = "pose-classifier"
 
@@ -32,6 +34,8 @@ class KeypointClassifier:
         self.names: list[str] = list(meta["names"])
         self.keypoint_names: tuple[str, ...] = tuple(meta["keypoint_names"])
         self.report: dict = dict(meta.get("report", {}))
+        reject = meta.get("reject")  # None for graphs trained without negatives (and every graph before them)
+        self.threshold: float | None = None if reject is None else float(reject["threshold"])
 
     def check_layout(self, keypoint_names: tuple[str, ...]) -> None:
         """Refuse a pose model whose keypoints are not the ones this classifier was trained on."""
@@ -42,24 +46,46 @@ class KeypointClassifier:
                 f"({', '.join(keypoint_names[:3])}, ...)"
             )
 
-    def probs(self, keypoints: np.ndarray) -> np.ndarray:
-        """Class probabilities [N, C] for keypoints [N, K, 3] already in the contract's units."""
+    def outputs(self, keypoints: np.ndarray) -> np.ndarray:
+        """The graph's output [N, C] (or [N, C + 1], the last column "none") for keypoints [N, K, 3]
+        already in the contract's units."""
+        columns = len(self.names) + (self.threshold is not None)
         if len(keypoints) == 0:
-            return np.zeros((0, len(self.names)), np.float32)
+            return np.zeros((0, columns), np.float32)
         return self.backend.run(np.ascontiguousarray(keypoints, dtype=np.float32))
 
+    def probs(self, keypoints: np.ndarray) -> np.ndarray:
+        """Class probabilities [N, C], given that the person holds one of the poses."""
+        return self.decide(keypoints)[1]
+
+    def decide(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Per person: the class index (-1: no known pose), the class probabilities [N, C] given a
+        known pose, and the known-pose score the graph's threshold decided on (None for graphs
+        without one)."""
+        out = self.outputs(keypoints)
+        if self.threshold is None:
+            return out.argmax(1), out, None
+        known = 1 - out[:, -1]
+        probs = out[:, :-1] / np.maximum(out[:, :-1].sum(1, keepdims=True), 1e-12)
+        return np.where(known >= self.threshold, probs.argmax(1), -1), probs, known
+
     def classify(self, result: Result) -> Result:
-        """Set ``label`` and ``label_score`` on every person of a result (one batched call)."""
+        """Set ``label``, ``label_score`` (and ``pose_score``) on every person (one batched call)."""
         if not result.persons:
             return result
         kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
         kpts[..., 0] /= result.width
         kpts[..., 1] /= result.height
-        probs = self.probs(kpts)
-        for person, row in zip(result.persons, probs):
-            best = int(row.argmax())
-            person.label, person.label_score = self.names[best], float(row[best])
+        best, probs, known = self.decide(kpts)
+        for i, person in enumerate(result.persons):
+            self.label(person, int(best[i]), probs[i], None if known is None else float(known[i]))
         return result
+
+    def label(self, person: Person, index: int, probs: np.ndarray, known: float | None) -> None:
+        """Write one decision onto a person: class ``index`` with its probability, or (-1) no known pose."""
+        person.label = self.names[index] if index >= 0 else None
+        person.label_score = float(probs[index]) if index >= 0 else None
+        person.pose_score = known
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> tuple[dict, list[list[int]]]:

@@ -27,6 +27,8 @@ def draw_result(
         x1, y1, x2, y2 = (int(round(v)) for v in person.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOR, 2 * scale)
         caption = f"{person.label} {person.label_score:.2f}" if person.label else f"person {person.score:.2f}"
+        if person.label and person.label_seconds is not None:  # streams: how long the label has held
+            caption += f" {person.label_seconds:.0f}s"
         if person.id is not None:  # tracked (streams): the id a kiosk app keys on
             caption = f"#{person.id} {caption}"
         cv2.putText(canvas, caption, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,

@@ -1,8 +1,9 @@
 """The keypoint CSV schema shared by the dataset builder, training and evaluation.
 
 Columns: ``image_name,label``, then ``<kpt>_x,<kpt>_y`` for every keypoint in COCO order,
-normalised by image width/height (Ultralytics ``xyn``), optionally ``<kpt>_conf``. A keypoint the
-pose model did not place is ``0,0``.
+normalised by image width/height (Ultralytics ``xyn``), optionally ``<kpt>_conf``, and optionally
+``image_hash`` (a perceptual hash of the photo, written by ``edgepose dataset``, so training can keep
+near-copies of one photo on one side of its split). A keypoint the pose model did not place is ``0,0``.
 """
 
 from __future__ import annotations
@@ -11,22 +12,41 @@ import csv
 import io
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 
 from .errors import InputError
 from .keypoints import COCO_KEYPOINTS
+from .results import Result
 
 
 @dataclass(frozen=True)
 class KeypointTable:
-    """Rows of one CSV: names (n,), labels (n,), keypoints (n, K, 3) as x, y, conf."""
+    """Rows of one CSV: names (n,), labels (n,), keypoints (n, K, 3) as x, y, conf, and each
+    row's ``image_hash`` (hex) where the CSV has them."""
 
     image_names: list[str]
     labels: list[str]
     keypoints: np.ndarray
+    image_hashes: list[str] | None = None
+
+
+def image_hash(image: np.ndarray) -> str:
+    """256-bit difference hash of a BGR image (hex): resized or re-encoded copies of one photo
+    differ in a few bits (``hash_distance``), different photos in dozens."""
+    grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (17, 16), interpolation=cv2.INTER_AREA)
+    return np.packbits(grey[:, 1:] > grey[:, :-1]).tobytes().hex()
+
+
+def hash_distance(hashes: list[str]) -> np.ndarray:
+    """Hamming distance [n, n] between the rows' image hashes."""
+    bits = np.unpackbits(np.array([np.frombuffer(bytes.fromhex(h), np.uint8) for h in hashes]), axis=1)
+    return np.stack([(bits != row).sum(1) for row in bits])
 
 
 def columns(keypoint_names: tuple[str, ...] = COCO_KEYPOINTS, with_conf: bool = False) -> list[str]:
@@ -48,7 +68,8 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
         if missing:
             raise InputError(f"{path}: missing columns {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
         with_conf = all(f"{n}_conf" in header for n in keypoint_names)
-        names, labels, rows = [], [], []
+        with_hash = "image_hash" in header
+        names, labels, rows, hashes = [], [], [], []
         for line, row in enumerate(reader, start=2):
             try:
                 values = [[float(row[f"{n}_x"]), float(row[f"{n}_y"]),
@@ -62,19 +83,74 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
             names.append(row["image_name"])
             labels.append(row["label"])
             rows.append(values)
+            if with_hash:
+                hashes.append(row["image_hash"])
     if not rows:
         raise InputError(f"{path}: no rows")
     kpts = np.asarray(rows, dtype=np.float32)
     if not with_conf:
         kpts[..., 2] = ((kpts[..., 0] != 0) | (kpts[..., 1] != 0)).astype(np.float32)
-    return KeypointTable(names, labels, kpts)
+    return KeypointTable(names, labels, kpts, hashes if with_hash else None)
 
 
 def format_table(table: KeypointTable, keypoint_names: tuple[str, ...] = COCO_KEYPOINTS) -> str:
-    """CSV text of a table, with ``_conf`` columns."""
+    """CSV text of a table, with ``_conf`` columns (and ``image_hash`` where the table has them)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns(keypoint_names, with_conf=True))
-    for name, label, kpts in zip(table.image_names, table.labels, table.keypoints):
-        writer.writerow([name, label, *(f"{v:.6g}" for v in kpts.reshape(-1))])
+    hashes = table.image_hashes
+    writer.writerow(columns(keypoint_names, with_conf=True) + (["image_hash"] if hashes else []))
+    for i, (name, label, kpts) in enumerate(zip(table.image_names, table.labels, table.keypoints)):
+        writer.writerow([name, label, *(f"{v:.6g}" for v in kpts.reshape(-1)), *([hashes[i]] if hashes else [])])
     return out.getvalue()
+
+
+def person_rows(result: Result, all_persons: bool) -> list[np.ndarray]:
+    """Keypoint rows of a result in the CSV's units: the most confident person, or every person."""
+    persons = result.persons if all_persons else sorted(result.persons, key=lambda p: -p.score)[:1]
+    rows = []
+    for person in persons:
+        kpts = person.keypoints.astype(np.float32)
+        kpts[:, 0] /= result.width
+        kpts[:, 1] /= result.height
+        kpts[kpts[:, 2] < 0.5, :2] = 0  # Ultralytics' xyn convention: an unplaced point is 0,0
+        rows.append(kpts)
+    return rows
+
+
+@dataclass
+class Extraction:
+    """What ``table_from_images`` made: the table, and what it had to leave out (reported by the caller)."""
+
+    table: KeypointTable | None
+    no_person: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def table_from_images(predictor: Any, jobs: Iterable[tuple[str, Path]], all_persons: bool = False,
+                      progress: Callable[[list], Iterable] = iter) -> Extraction:  # fmt: skip
+    """Keypoint rows of (label, image) jobs through a pose predictor, each with the photo's hash.
+
+    One unreadable image does not end the run: it is listed in ``failed`` with its reason."""
+    from .sources import read_image
+
+    jobs = list(jobs)
+    names, labels, rows, hashes, done = [], [], [], [], Extraction(None)
+    for label, path in progress(jobs):
+        try:
+            image = read_image(path)
+            result = predictor(image, name=str(path))
+        except InputError as exc:
+            done.failed.append(str(exc))
+            continue
+        found = person_rows(result, all_persons)
+        if not found:
+            done.no_person.append(f"{path}: no person found")
+        digest = image_hash(image)
+        for kpts in found:
+            names.append(path.name)
+            labels.append(label)
+            rows.append(kpts)
+            hashes.append(digest)
+    if rows:
+        done.table = KeypointTable(names, labels, np.stack(rows), hashes)
+    return done

@@ -7,7 +7,10 @@ Schema (a list of these per run)::
      "persons": [{"id": int,                               # only when tracking (streams)
                   "box": [x1, y1, x2, y2], "score": float,  # >= conf; streams: a shown person down to low_conf
                   "keypoints": [[x, y, conf], ...K],
-                  "label": str, "label_score": float}]}   # label*: only with a classifier
+                  "label": str | null, "label_score": float | null,  # only with a classifier;
+                  "pose_score": float,                    # null: no known pose; pose_score: only with a
+                  "label_seconds": float}]}               # classifier trained with negatives; label_seconds:
+                                                          # streams, how long the shown label (or none) held
 
 All coordinates are pixels of the original image.
 """
@@ -30,8 +33,10 @@ class Person:
     score: float
     keypoints: np.ndarray
     keypoint_names: tuple[str, ...] = field(repr=False, default=())
-    label: str | None = None  # set when a keypoint classifier is attached
-    label_score: float | None = None
+    label: str | None = None  # set when a keypoint classifier is attached; None too for "no known pose"
+    label_score: float | None = None  # the label's probability given a known pose
+    pose_score: float | None = None  # the known-pose score a rejecting classifier decided on
+    label_seconds: float | None = None  # streams: how long the track has shown this label (or no pose)
     id: int | None = None  # persistent across frames when a stream tracks persons (edgepose.track)
 
     def keypoint(self, which: int | str) -> np.ndarray:
@@ -47,8 +52,13 @@ class Person:
             "score": round(float(self.score), 4),
             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in self.keypoints],
         }
-        if self.label is not None:
-            out["label"], out["label_score"] = self.label, round(float(self.label_score or 0.0), 4)
+        if self.label is not None or self.pose_score is not None:
+            out["label"] = self.label
+            out["label_score"] = None if self.label_score is None else round(float(self.label_score), 4)
+        if self.pose_score is not None:
+            out["pose_score"] = round(float(self.pose_score), 4)
+        if self.label_seconds is not None:
+            out["label_seconds"] = round(float(self.label_seconds), 2)
         return out
 
 

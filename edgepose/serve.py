@@ -222,7 +222,8 @@ events.onmessage = (message) => {
     const item = document.createElement("li"), score = document.createElement("span");
     item.className = "person";
     item.dataset.id = p.id ?? "";
-    item.textContent = `${p.id !== undefined ? "#" + p.id + " " : ""}${p.label ?? "person"} `;
+    const held = p.label && p.label_seconds !== undefined ? ` \u00b7 ${Math.floor(p.label_seconds)} s` : "";
+    item.textContent = `${p.id !== undefined ? "#" + p.id + " " : ""}${p.label ?? "person"}${held} `;
     score.className = "score";
     score.textContent = (p.label_score ?? p.score).toFixed(2);
     item.append(score);

@@ -14,7 +14,8 @@ order to each frame's ``Result`` by ``Stabilizer``:
 2. ``OneEuroFilter`` per track on the keypoints' x, y (Casiez et al., CHI 2012): little smoothing
    when a point moves fast, a lot when it stays still, so jitter goes and motion does not lag.
 3. ``LabelHysteresis`` per track: the shown label changes only after another one has won the
-   classifier's vote for ``k`` consecutive frames.
+   classifier's vote for ``k`` consecutive frames; "no known pose" is one more label to it. Each
+   person carries ``label_seconds``, how long its track has shown the current label (or none).
 
 No tracker library fits a torch-free kiosk install without pulling scipy/filterpy/matplotlib and
 the like, and the persons in front of one camera are few, so this is plain numpy. Everything is
@@ -156,6 +157,7 @@ class Track:
     shown: bool = False  # confirmed and matched in the latest frame
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
+    label_since: float = 0.0  # stream time at which the shown label (or no pose) was first shown
 
 
 class Tracker:
@@ -269,20 +271,24 @@ class Stabilizer:
                 person.keypoints = person.keypoints.copy()
                 person.keypoints[:, :2] = xy
         if self.relabels and result.persons:
-            self._relabel(result, tracks)
+            self._relabel(result, tracks, time)
         return result
 
-    def _relabel(self, result: Result, tracks: list[Track]) -> None:
+    def _relabel(self, result: Result, tracks: list[Track], time: float) -> None:
         kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
         kpts[..., 0] /= result.width
         kpts[..., 1] /= result.height
-        probs = self.classifier.probs(kpts)  # type: ignore[attr-defined]
-        names = self.classifier.names  # type: ignore[attr-defined]
-        for person, track, row in zip(result.persons, tracks, probs):
+        clf = self.classifier
+        best, probs, known = clf.decide(kpts)  # type: ignore[attr-defined]
+        for i, (person, track) in enumerate(zip(result.persons, tracks)):
             if track.label is None:
                 track.label = LabelHysteresis(self.options.hysteresis)
-            shown = track.label(int(row.argmax()))
-            person.label, person.label_score = names[shown], float(row[shown])
+            before = track.label.shown
+            shown = track.label(int(best[i]))  # -1, no known pose, is a label like any other here
+            if shown != before:
+                track.label_since = time
+            clf.label(person, shown, probs[i], None if known is None else float(known[i]))  # type: ignore[attr-defined]
+            person.label_seconds = time - track.label_since
 
 
 __all__ = [

@@ -1,8 +1,12 @@
 """Train the keypoint classifier and export it as a self-contained ONNX graph.
 
 The graph's contract: input ``keypoints`` float32 [N, K, 3] (x, y normalised by image width and
-height, keypoint confidence), output ``probs`` float32 [N, C]. Missing-keypoint masking and the
-position/size normalisation are operations inside the graph, so the runtime only feeds keypoints.
+height, keypoint confidence), output ``probs`` float32 [N, C] — or [N, C + 1] for a classifier
+trained with negatives, whose last column is the probability of "none of these" and whose
+metadata ``reject`` holds the threshold the runtime compares ``1 - probs[:, C]`` with.
+Missing-keypoint masking, the position/size normalisation and the rule that a person with too
+few body keypoints holds no known pose are operations inside the graph, so the runtime only
+feeds keypoints.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from edgepose import __version__
 from edgepose.classifier import CLASSIFIER_TASK, per_class_report
 from edgepose.errors import ExportError, InputError, MissingExtraError
 from edgepose.integrity import write_checksum
-from edgepose.keypoint_csv import KeypointTable, read_table
+from edgepose.keypoint_csv import KeypointTable, hash_distance, read_table, table_from_images
 from edgepose.keypoints import COCO_FLIP_INDEX, COCO_KEYPOINTS
 from edgepose.metadata import sha256_file
 
@@ -29,7 +33,16 @@ from .pose import set_metadata
 
 CONF_THRESHOLD = 0.5  # below this a keypoint counts as missing, as Ultralytics' xyn zeroes it
 BODY = np.arange(5, 17)  # shoulders to ankles: the points drop-out removes
+MIN_BODY = 4  # a person with fewer placed body keypoints holds no known pose (classifiers with negatives)
+# Limb segments whose directions the features carry beside the positions: the joint angles that tell a
+# yoga pose from a stance are then one layer away, not a function the network must build from coordinates.
+LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12), (5, 11),
+         (6, 12), (0, 5), (0, 6))  # fmt: skip
 SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
+NEAR_COPY_BITS = 12  # image hashes (256 bits) this close are one photo resized/re-encoded: one side of a split
+NEGATIVE_HOLDOUT = 0.5  # share of each negative source's images kept out of training, for the false-accept figure
+MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
+FOLDS = 5  # out-of-fold predictions on the training rows choose the threshold
 MODELS = ("mlp", "svc")
 OPSET = 17
 
@@ -47,9 +60,12 @@ def pose_features() -> Any:
     import torch
     from torch import nn
 
+    first, second = (torch.tensor([limb[i] for limb in LIMBS]) for i in (0, 1))
+
     class PoseFeatures(nn.Module):
         """Keypoints relative to the centre of the present points, divided by their RMS spread;
-        missing points (conf below threshold, or at 0,0) become 0 and are flagged in a mask."""
+        missing points (conf below threshold, or at 0,0) become 0 and are flagged in a mask; then
+        the unit direction of each limb whose two ends are present, and a mask of those limbs."""
 
         def forward(self, kp: torch.Tensor) -> torch.Tensor:
             xy, conf = kp[..., :2], kp[..., 2]
@@ -59,24 +75,56 @@ def pose_features() -> Any:
             centre = (xy * mask).sum(1) / count
             rel = (xy - centre.unsqueeze(1)) * mask
             scale = torch.sqrt((rel**2).sum((1, 2)) / count[:, 0]).clamp(min=1e-6)
-            return torch.cat([(rel / scale[:, None, None]).flatten(1), mask.flatten(1)], 1)
+            rel = rel / scale[:, None, None]
+            limb = rel[:, second] - rel[:, first]
+            both = mask[:, first] * mask[:, second]
+            direction = limb / torch.sqrt((limb**2).sum(-1, keepdim=True) + 1e-6) * both
+            return torch.cat([rel.flatten(1), mask.flatten(1), direction.flatten(1), both.flatten(1)], 1)
 
     return PoseFeatures()
 
 
-def build_network(num_keypoints: int, num_classes: int, hidden: int = 256) -> Any:
-    """Features (masking + normalisation) -> the seed's MLP shape (one hidden layer) -> softmax."""
+def reject_gate(num_keypoints: int) -> Any:
+    """In-graph finishing of a classifier with a "none" column: a person with fewer than ``MIN_BODY``
+    placed body keypoints gets "none" with probability 1 (too little of the body to tell any pose)."""
+    import torch
     from torch import nn
+
+    body = slice(2 * num_keypoints + int(BODY[0]), 3 * num_keypoints)  # the body's part of the features' mask
+
+    class RejectGate(nn.Module):
+        def forward(self, features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+            enough = (features[:, body].sum(1, keepdim=True) >= MIN_BODY).to(probs.dtype)
+            return torch.cat([probs[:, :-1] * enough, 1 - (1 - probs[:, -1:]) * enough], 1)
+
+    return RejectGate()
+
+
+def build_network(num_keypoints: int, num_outputs: int, hidden: int = 256, rejects: bool = False) -> Any:
+    """Features (masking + normalisation + limb directions) -> two hidden layers (hidden, hidden/2)
+    -> softmax; with ``rejects`` the last output is "none" and ``reject_gate`` finishes the graph."""
+    import torch
+    from torch import nn
+
+    width = num_keypoints * 3 + len(LIMBS) * 3
 
     class Classifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.features = pose_features()
-            self.mlp = nn.Sequential(nn.Linear(num_keypoints * 3, hidden), nn.ReLU(), nn.Dropout(0.2),
-                                     nn.Linear(hidden, num_classes))  # fmt: skip
+            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.2),
+                                     nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(0.2),
+                                     nn.Linear(hidden // 2, num_outputs))  # fmt: skip
+            self.gate = reject_gate(num_keypoints) if rejects else None
 
         def forward(self, kp: Any) -> Any:
+            """Logits while training; the softmax (gated) is added by ``probs``."""
             return self.mlp(self.features(kp))
+
+        def probs(self, kp: Any) -> Any:
+            features = self.features(kp)
+            probs = torch.softmax(self.mlp(features), 1)
+            return probs if self.gate is None else self.gate(features, probs)
 
     return Classifier()
 
@@ -112,7 +160,8 @@ def _augment(kpts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass
 class TrainReport:
-    """Headline figures of a training run, written beside the graph as JSON."""
+    """Headline figures of a training run, written beside the graph as JSON. Accuracy counts a
+    held-out pose labelled "none" as wrong; the headline figures are the first CSV's hold-out."""
 
     model: str
     classes: list[str]
@@ -125,6 +174,8 @@ class TrainReport:
     confusion: list[list[int]]
     split: dict[str, Any]
     seconds: float
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    rejection: dict[str, Any] | None = None  # threshold, its validation, held-out false accepts, the curve
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +183,7 @@ class TrainReport:
 
 
 class MlpModel:
-    """The trained network; its whole forward pass (features included) exports from torch."""
+    """The trained network; its whole forward pass (features and gate included) exports from torch."""
 
     kind = "mlp"
 
@@ -143,41 +194,49 @@ class MlpModel:
         import torch
 
         with torch.inference_mode():
-            return torch.softmax(self.net(torch.from_numpy(kpts)), 1).numpy()
+            return self.net.probs(torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))).numpy()
 
     def to_onnx(self) -> Any:
         import torch
 
-        class WithSoftmax(torch.nn.Module):
+        class Probs(torch.nn.Module):
             def __init__(self, net: Any) -> None:
                 super().__init__()
                 self.net = net
 
             def forward(self, keypoints: Any) -> Any:
-                return torch.softmax(self.net(keypoints), 1)
+                return self.net.probs(keypoints)
 
-        return _torch_to_onnx(WithSoftmax(self.net).eval(), "probs")
+        return _torch_to_onnx(Probs(self.net).eval(), {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "probs")
 
 
 class SvcModel:
-    """An sklearn SVC on the same in-graph features: the features export from torch, the SVC
-    from skl2onnx, and the two graphs are joined into one with onnx.compose."""
+    """An sklearn SVC on the same in-graph features: the features (and the gate) export from
+    torch, the SVC from skl2onnx, and the graphs are joined into one with onnx.compose."""
 
     kind = "svc"
 
-    def __init__(self, svc: Any, settings: dict[str, Any]) -> None:
+    def __init__(self, svc: Any, settings: dict[str, Any], rejects: bool) -> None:
         self.svc, self.settings = svc, settings
         self.features = pose_features().eval()
+        self.gate = reject_gate(len(COCO_KEYPOINTS)).eval() if rejects else None
 
     def probs(self, kpts: np.ndarray) -> np.ndarray:
-        return self.svc.predict_proba(_features(self.features, kpts)).astype(np.float32)
+        import torch
+
+        features = _features(self.features, kpts)
+        probs = self.svc.predict_proba(features).astype(np.float32)
+        if self.gate is None:
+            return probs
+        with torch.inference_mode():
+            return self.gate(torch.from_numpy(features), torch.from_numpy(probs)).numpy()
 
     def to_onnx(self) -> Any:
         import onnx
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
 
-        features = _torch_to_onnx(self.features, "features")
+        features = _torch_to_onnx(self.features, {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "features")
         width = self.svc.n_features_in_
         with warnings.catch_warnings():  # skl2onnx reads SVC attributes sklearn 1.9 marks as deprecated
             warnings.simplefilter("ignore", FutureWarning)
@@ -188,24 +247,34 @@ class SvcModel:
         svc.ir_version = features.ir_version
         svc = onnx.compose.add_prefix(svc, "svc_")
         merged = onnx.compose.merge_models(features, svc, io_map=[("features", "svc_features")],
-                                           outputs=["svc_probabilities"])  # fmt: skip
+                                           outputs=["features", "svc_probabilities"] if self.gate else
+                                           ["svc_probabilities"])  # fmt: skip
+        last = "svc_probabilities"
+        if self.gate is not None:
+            gate = _torch_to_onnx(self.gate, {"features": (2, width), "scores": (2, len(self.svc.classes_))}, "gated")
+            gate.ir_version = merged.ir_version
+            gate = onnx.compose.add_prefix(gate, "gate_")
+            merged = onnx.compose.merge_models(merged, gate, outputs=["gate_gated"],
+                                               io_map=[("features", "gate_features"), (last, "gate_scores")])  # fmt: skip
+            last = "gate_gated"
         for node in merged.graph.node:
-            node.output[:] = ["probs" if o == "svc_probabilities" else o for o in node.output]
+            node.output[:] = ["probs" if o == last else o for o in node.output]
         merged.graph.output[0].name = "probs"
         return merged
 
 
-def _torch_to_onnx(module: Any, output: str) -> Any:
-    """Export a module taking ``keypoints`` [N, 17, 3] with a dynamic batch, as an in-memory proto."""
+def _torch_to_onnx(module: Any, inputs: dict[str, tuple[int, ...]], output: str) -> Any:
+    """Export a module with a dynamic batch (first axis of every input and the output), in memory."""
     import io
 
     import onnx
     import torch
 
     buffer = io.BytesIO()
-    dummy = torch.zeros(2, len(COCO_KEYPOINTS), 3)
-    torch.onnx.export(module, (dummy,), buffer, input_names=["keypoints"], output_names=[output],
-                      dynamic_axes={"keypoints": {0: "N"}, output: {0: "N"}}, opset_version=OPSET, dynamo=False)  # fmt: skip
+    dummies = tuple(torch.zeros(*shape) for shape in inputs.values())
+    axes = {name: {0: "N"} for name in [*inputs, output]}
+    torch.onnx.export(module, dummies, buffer, input_names=list(inputs), output_names=[output],
+                      dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -216,19 +285,20 @@ def _features(module: Any, kpts: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))).numpy()
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, num_classes: int, hidden: int, epochs: int, seed: int) -> MlpModel:
+def train_mlp(x: np.ndarray, y: np.ndarray, num_outputs: int, hidden: int, epochs: int, seed: int,
+              rejects: bool = False) -> MlpModel:  # fmt: skip
     """Class-weighted cross-entropy, AdamW with one-cycle LR, fresh augmentation every epoch."""
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_network(x.shape[1], num_classes, hidden)
+    net = build_network(x.shape[1], num_outputs, hidden, rejects)
     batch = 64
     steps = epochs * int(np.ceil(len(y) / batch))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    weights = torch.tensor(len(y) / (num_classes * np.bincount(y, minlength=num_classes).clip(min=1)),
+    weights = torch.tensor(len(y) / (num_outputs * np.bincount(y, minlength=num_outputs).clip(min=1)),
                            dtype=torch.float32)  # fmt: skip
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
     for _ in range(epochs):
@@ -248,7 +318,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, num_classes: int, hidden: int, epoch
 SVC_COPIES = 4  # augmented copies of the training rows (mirror, drop-out, jitter) beside the originals
 
 
-def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0) -> SvcModel:
+def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0, rejects: bool = False) -> SvcModel:
     """RBF SVC with balanced class weights and sigmoid-calibrated probabilities (5-fold), on the
     in-graph features of the training rows plus augmented copies (SVCs see the data once, so the
     augmentation is drawn up front)."""
@@ -260,12 +330,13 @@ def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0) -> SvcMo
     ya = np.tile(y, SVC_COPIES + 1)
     svc = CalibratedClassifierCV(SVC(C=c, gamma="scale", class_weight="balanced"), method="sigmoid", cv=5,
                                  ensemble=False)  # fmt: skip
-    model = SvcModel(svc, {"C": c, "gamma": "scale", "augmented_copies": SVC_COPIES, "seed": seed})
+    model = SvcModel(svc, {"C": c, "gamma": "scale", "augmented_copies": SVC_COPIES, "seed": seed}, rejects)
     svc.fit(_features(model.features, xa), ya)
     return model
 
 
-def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, Any], source: dict[str, Any]) -> None:
+def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, Any], source: dict[str, Any],
+                reject: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Give a classifier graph its metadata, check it with onnx and write it."""
     import onnx
 
@@ -279,64 +350,192 @@ def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, An
         "source": source,
         "edgepose_version": __version__,
     }
+    if reject is not None:  # the output has a last "none" column; a pose is known when 1 - none >= threshold
+        meta["reject"] = reject
     set_metadata(graph, {key: json.dumps(value) for key, value in meta.items()})
     onnx.checker.check_model(graph, full_check=True)
     onnx.save(graph, str(path))
 
 
 def split_table(table: KeypointTable, classes: list[str]) -> tuple[np.ndarray, ...]:
-    """The seed's stratified hold-out split (20 %, random_state 2022)."""
-    from sklearn.model_selection import train_test_split
-
+    """x_train, x_test, y_train, y_test of a positives CSV (rows as ``split_rows`` puts them)."""
     y = np.array([classes.index(label) for label in table.labels])
-    return tuple(train_test_split(table.keypoints, y, stratify=y, shuffle=True, **SEED_SPLIT))
+    train, test = split_rows(table, y)
+    return table.keypoints[train], table.keypoints[test], y[train], y[test]
+
+
+def split_rows(table: KeypointTable, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices: the seed's stratified hold-out split (20 %, random_state 2022) for
+    a CSV without image hashes; with them, the same share split by content: rows whose photos are
+    near copies (``NEAR_COPY_BITS``) stay on one side."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    rows = np.arange(len(y))
+    if table.image_hashes is None:
+        train, test = train_test_split(rows, stratify=y, shuffle=True, **SEED_SPLIT)
+        return np.asarray(train), np.asarray(test)
+    folds = StratifiedGroupKFold(n_splits=round(1 / SEED_SPLIT["test_size"]), shuffle=True,
+                                 random_state=SEED_SPLIT["random_state"])  # fmt: skip
+    return next(folds.split(rows, y, content_groups(table.image_hashes)))
+
+
+def content_groups(hashes: list[str]) -> np.ndarray:
+    """One group id per row: rows linked by a chain of near-copy hashes share it (union-find)."""
+    parent = list(range(len(hashes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(*np.nonzero(hash_distance(hashes) <= NEAR_COPY_BITS)):
+        parent[root(int(a))] = root(int(b))
+    return np.array([root(i) for i in range(len(hashes))])
+
+
+def split_negatives(table: KeypointTable) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out row indices of a negatives source, split by image (every person of one
+    photo, and its near copies where hashes exist, on one side), ``NEGATIVE_HOLDOUT`` held out."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = content_groups(table.image_hashes) if table.image_hashes else np.unique(table.image_names,
+                                                                                      return_inverse=True)[1]  # fmt: skip
+    splitter = GroupShuffleSplit(n_splits=1, test_size=NEGATIVE_HOLDOUT, random_state=SEED_SPLIT["random_state"])
+    return next(splitter.split(table.keypoints, groups=groups))
+
+
+def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | None) -> KeypointTable:
+    """People in no class: a keypoint CSV (its labels are ignored), or a folder of photos whose every
+    person the pose model finds (score >= 0.25, the runtime's default) becomes a row."""
+    source = Path(source)
+    if source.is_file():
+        return read_table(source)
+    if not source.is_dir():
+        raise InputError(f"--negatives: no such CSV or folder: {source}")
+    from edgepose.predictor import load
+    from edgepose.sources import list_images
+
+    pose_model = pose_model or "models/yolo11n-pose.onnx"
+    done = table_from_images(load(pose_model), [("none", path) for path in list_images(source)], all_persons=True)
+    if done.table is None:
+        raise InputError(f"--negatives: no person found in any image under {source}")
+    return done.table
+
+
+def choose_threshold(known: np.ndarray, correct: np.ndarray, negative: np.ndarray,
+                     max_false_accept: float) -> tuple[float, list[dict[str, float]]]:  # fmt: skip
+    """The lowest threshold on the known-pose score whose false-accept rate on the validation
+    negatives is at most ``max_false_accept`` (labelling as many real poses as that allows), and the
+    curve of accuracy (a rejected pose counts as wrong) and false accepts against the threshold."""
+    curve = []
+    for t in np.round(np.arange(0.0, 1.0, 0.01), 2):
+        accepted = known >= t
+        curve.append({"threshold": float(t), "accuracy": round(float((accepted & correct)[~negative].mean()), 4),
+                      "false_accept": round(float(accepted[negative].mean()), 4)})  # fmt: skip
+    fits = [point["threshold"] for point in curve if point["false_accept"] <= max_false_accept]
+    return (fits[0] if fits else 0.99), curve
 
 
 def train_classifier(
-    csv_path: str | os.PathLike,
+    csv_path: str | os.PathLike | list[str | os.PathLike],
     out: str | os.PathLike,
     model: str = "mlp",
     hidden: int = 256,
     epochs: int = 300,
     seed: int = 0,
     name: str = "classifier",
+    negatives: list[str | os.PathLike] | None = None,
+    pose_model: str | os.PathLike | None = None,
+    max_false_accept: float = MAX_FALSE_ACCEPT,
 ) -> TrainReport:
-    """Train on the seed split of a keypoint CSV, report on its hold-out, export ``out/NAME.onnx``."""
+    """Train on the split of each keypoint CSV (and on ``negatives``, people in no class), report on
+    the hold-outs, export ``out/NAME.onnx``.
+
+    With negatives the classifier has a "none" output; the threshold on its known-pose score is
+    chosen on out-of-fold predictions of the training rows for ``max_false_accept``, then the
+    model is refitted on all of them."""
     if model not in MODELS:
         raise InputError(f"unknown classifier model '{model}' (choose from {', '.join(MODELS)})")
+    if not 0.0 < max_false_accept < 1.0:
+        raise InputError(f"max_false_accept must be between 0 and 1, got {max_false_accept}")
     _require()
     start = time.perf_counter()
-    table = read_table(csv_path)
-    classes = sorted(set(table.labels))
+    csv_paths = [Path(p) for p in (csv_path if isinstance(csv_path, (list, tuple)) else [csv_path])]
+    tables = [read_table(p) for p in csv_paths]
+    classes = sorted({label for table in tables for label in table.labels})
     if len(classes) < 2:
-        raise InputError(f"{csv_path}: needs at least two labels, found {classes}")
-    x_train, x_test, y_train, y_test = split_table(table, classes)
-    if model == "mlp":
-        trained: MlpModel | SvcModel = train_mlp(x_train, y_train, len(classes), hidden, epochs, seed)
-    else:
-        trained = train_svc(x_train, y_train, seed)
+        raise InputError(f"{csv_paths[0]}: needs at least two labels, found {classes}")
+    splits = [split_table(table, classes) for table in tables]
+    x_train = np.concatenate([s[0] for s in splits])
+    y_train = np.concatenate([s[2] for s in splits])
+    negative_tables = [read_negatives(src, pose_model) for src in negatives or []]
+    negative_splits = [tuple(t.keypoints[rows] for rows in split_negatives(t)) for t in negative_tables]
+    rejects = bool(negative_splits)
+    none = len(classes)  # the "none" output's index, with negatives
+    if rejects:
+        x_neg = np.concatenate([s[0] for s in negative_splits])
+        x_train = np.concatenate([x_train, x_neg])
+        y_train = np.concatenate([y_train, np.full(len(x_neg), none)])
+
+    def fit(x: np.ndarray, y: np.ndarray) -> MlpModel | SvcModel:
+        if model == "mlp":
+            return train_mlp(x, y, len(classes) + rejects, hidden, epochs, seed, rejects)
+        return train_svc(x, y, seed, rejects=rejects)
+
+    reject = validation = None
+    if rejects:
+        threshold, validation = _validate_threshold(fit, x_train, y_train, none, max_false_accept, seed)
+        reject = {"threshold": threshold, "none_column": none, "min_body_keypoints": MIN_BODY,
+                  "max_false_accept": max_false_accept}  # fmt: skip
+    trained = fit(x_train, y_train)
+
+    def labels(kpts: np.ndarray) -> np.ndarray:
+        """Predicted class per row, ``none`` where the classifier rejects."""
+        probs = trained.probs(kpts)
+        if not rejects:
+            return probs.argmax(1)
+        return np.where(1 - probs[:, none] >= reject["threshold"], probs[:, :none].argmax(1), none)
+
     rng = np.random.default_rng(seed + 1)
-
-    def accuracy(kpts: np.ndarray) -> float:
-        return round(float((trained.probs(kpts).argmax(1) == y_test).mean()), 4)
-
-    pred = trained.probs(x_test).argmax(1)
-    per_class, confusion = per_class_report(y_test, pred, classes)
+    sources = []
+    for path, table, (_, x_test, y_part, y_test) in zip(csv_paths, tables, splits):
+        sources.append({"csv": path.name, "train_rows": len(y_part), "test_rows": len(y_test),
+                        "split": "by content (image hash)" if table.image_hashes else "seed rows",
+                        "accuracy": _accuracy(labels(x_test), y_test),
+                        "accuracy_two_missing": _accuracy(labels(drop_keypoints(x_test, 2, rng)), y_test),
+                        "accuracy_mirrored": _accuracy(labels(mirror(x_test)), y_test)})  # fmt: skip
+    _, x_test, _, y_test = splits[0]
+    pred = labels(x_test)
+    per_class, confusion = per_class_report(y_test, pred, classes + ["none"] * rejects)
+    per_class.pop("none", None)  # no held-out positive is "none": its column in the confusion says what was rejected
+    head = sources[0]
     report = TrainReport(
-        model=model, classes=classes, train_rows=len(y_train), test_rows=len(y_test),
-        accuracy=accuracy(x_test), accuracy_two_missing=accuracy(drop_keypoints(x_test, 2, rng)),
-        accuracy_mirrored=accuracy(mirror(x_test)), per_class=per_class, confusion=confusion,
-        split={**SEED_SPLIT, "stratify": True, "shuffle": True}, seconds=0.0,
-        extra=dict(trained.settings),
+        model=model, classes=classes, train_rows=len(y_train), test_rows=len(y_test), accuracy=head["accuracy"],
+        accuracy_two_missing=head["accuracy_two_missing"], accuracy_mirrored=head["accuracy_mirrored"],
+        per_class=per_class, confusion=confusion, sources=sources,
+        split={**SEED_SPLIT, "stratify": True, "shuffle": True}, seconds=0.0, extra=dict(trained.settings),
     )  # fmt: skip
+    if rejects:
+        held = np.concatenate([s[1] for s in negative_splits])
+        report.rejection = {
+            **reject,
+            "validation": validation,
+            "held_out_negatives": {"sources": [Path(s).name for s in negatives or []], "rows": len(held),
+                                   "train_rows": len(x_train) - len(np.concatenate([s[0] for s in splits])),
+                                   "false_accept": round(float((labels(held) != none).mean()), 4)},
+        }  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staged = out / f".{name}.partial.onnx"  # hidden, and still a name the runtime loads (.onnx)
     headline = {k: getattr(report, k) for k in ("accuracy", "accuracy_two_missing", "accuracy_mirrored", "test_rows")}
-    source = {"csv": Path(csv_path).name, "csv_sha256": sha256_file(csv_path)}
+    if rejects:
+        headline["false_accept_held_out"] = report.rejection["held_out_negatives"]["false_accept"]
+    source = {"csv": [p.name for p in csv_paths], "csv_sha256": [sha256_file(p) for p in csv_paths],
+              "negatives": [Path(s).name for s in negatives or []]}  # fmt: skip
     try:
-        write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source)
-        agreement = _check_agreement(trained, staged, table.keypoints)
+        write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source, reject)
+        agreement = _check_agreement(trained, staged, np.concatenate([t.keypoints for t in tables]))
         os.replace(staged, out / f"{name}.onnx")
         write_checksum(out / f"{name}.onnx")  # <name>.onnx.sha256: what `--verify` checks the graph against
     finally:
@@ -349,12 +548,34 @@ def train_classifier(
     return report
 
 
+def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
+    return round(float((pred == truth).mean()), 4)
+
+
+def _validate_threshold(fit: Any, x: np.ndarray, y: np.ndarray, none: int, max_false_accept: float,
+                        seed: int) -> tuple[float, dict[str, Any]]:  # fmt: skip
+    """Out-of-fold known-pose scores of every training row (``FOLDS`` stratified folds), and the
+    threshold ``choose_threshold`` picks from them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    known = np.zeros(len(y), np.float32)
+    correct = np.zeros(len(y), bool)
+    for train, held in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+        probs = fit(x[train], y[train]).probs(x[held])
+        known[held] = 1 - probs[:, none]
+        correct[held] = probs[:, :none].argmax(1) == y[held]
+    threshold, curve = choose_threshold(known, correct, y == none, max_false_accept)
+    point = next(p for p in curve if p["threshold"] == threshold)
+    return threshold, {"folds": FOLDS, "rows": len(y), "accuracy": point["accuracy"],
+                       "false_accept": point["false_accept"], "curve": curve}  # fmt: skip
+
+
 def _check_agreement(trained: MlpModel | SvcModel, path: Path, kpts: np.ndarray) -> dict[str, Any]:
     """The graph must give the trained model's argmax on every row and probabilities within 1e-4."""
     from edgepose.classifier import KeypointClassifier
 
     ref = trained.probs(kpts)
-    got = KeypointClassifier(path).probs(kpts)
+    got = KeypointClassifier(path).outputs(kpts)
     result = {"rows": len(kpts), "argmax_equal": bool((ref.argmax(1) == got.argmax(1)).all()),
               "max_abs_prob": float(np.abs(ref - got).max())}  # fmt: skip
     if not result["argmax_equal"] or result["max_abs_prob"] > 1e-4:

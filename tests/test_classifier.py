@@ -1,4 +1,4 @@
-"""The shipped yoga classifier: its ONNX contract, its invariances, and the CLI verbs around it."""
+"""The shipped yoga classifier: its ONNX contract, its invariances, "no known pose", and the CLI verbs around it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from .conftest import edgepose_cli as run
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
 YOGA_CSV = SHARED_DATA / "yoga_pose_keypoint.csv"
+OLD_YOGA = ROOT / "tests" / "data" / "yoga-classifier-0.1.onnx"  # shipped before "no known pose": no reject metadata
+COCO8_IMAGES = SHARED_DATA / "coco8-pose" / "images" / "train"
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +35,26 @@ def _pose(rng: np.random.Generator, n: int = 6) -> np.ndarray:
 def test_contract(clf: KeypointClassifier) -> None:
     assert clf.names == ["Downdog", "Goddess", "Plank", "Tree", "Warrior2"]
     assert clf.keypoint_names == edgepose.COCO_KEYPOINTS
-    probs = clf.probs(_pose(np.random.default_rng(0)))
-    assert probs.shape == (6, 5) and probs.dtype == np.float32
+    kpts = _pose(np.random.default_rng(0))
+    out = clf.outputs(kpts)
+    assert out.shape == (6, 6) and out.dtype == np.float32  # the five poses, then "none"
+    np.testing.assert_allclose(out.sum(1), 1, atol=1e-5)
+    probs = clf.probs(kpts)
+    assert probs.shape == (6, 5)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert clf.probs(np.zeros((0, 17, 3), np.float32)).shape == (0, 5)
-    assert clf.report["accuracy"] >= 0.96
+    assert clf.threshold is not None and 0 < clf.threshold < 1
+    assert clf.report["accuracy"] >= 0.95 and clf.report["false_accept_held_out"] <= 0.05
+
+
+def test_too_little_of_the_body_is_no_known_pose(clf: KeypointClassifier) -> None:
+    """Inside the graph: fewer than 4 placed body keypoints (shoulders to ankles) is "none", whatever the rest."""
+    kpts = _pose(np.random.default_rng(3))
+    kpts[:, 5:, 2] = 0
+    kpts[:, 5:8, 2] = 1  # 3 body points
+    out = clf.outputs(kpts)
+    np.testing.assert_allclose(out[:, -1], 1, atol=1e-6)
+    assert (clf.decide(kpts)[0] == -1).all()
 
 
 def test_invariant_to_position_and_size(clf: KeypointClassifier) -> None:
@@ -55,12 +72,31 @@ def test_low_confidence_is_the_same_as_missing(clf: KeypointClassifier) -> None:
     np.testing.assert_allclose(clf.probs(low), clf.probs(zero), atol=1e-6)
 
 
-def test_predict_adds_labels(yolo11_onnx: Path, samples: list[Path]) -> None:
+def test_standing_people_get_no_label(yolo11_onnx: Path, samples: list[Path]) -> None:
+    """The README's first command: the pedestrians of bus.jpg hold no yoga pose. Each gets label null,
+    no label score, and the pose score that decided it (below the graph's threshold)."""
     proc = run("predict", samples[0], "-m", yolo11_onnx, "--classifier", YOGA, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     persons = json.loads(proc.stdout)[0]["persons"]
-    assert len(persons) == 4
-    assert all(p["label"] in KeypointClassifier(YOGA).names and 0.2 < p["label_score"] <= 1 for p in persons)
+    threshold = KeypointClassifier(YOGA).threshold
+    standing = [p for p in persons if p["score"] >= 0.5]
+    assert len(persons) == 4 and len(standing) >= 3
+    assert all(p["label"] is None and p["label_score"] is None and 0 <= p["pose_score"] < threshold for p in standing)
+    assert list(persons[0]) == ["box", "score", "keypoints", "label", "label_score", "pose_score"]
+
+
+def test_a_graph_from_before_rejection_labels_as_before(yolo11_onnx: Path, samples: list[Path]) -> None:
+    """The shipped graph of edgepose 0.1 (no reject metadata, [N, 5] output) still loads and gives every
+    person the argmax label, with no pose_score in the JSON."""
+    old = KeypointClassifier(OLD_YOGA)
+    assert old.threshold is None and old.outputs(_pose(np.random.default_rng(4))).shape == (6, 5)
+    proc = run("predict", samples[0], "-m", yolo11_onnx, "--classifier", OLD_YOGA, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    persons = json.loads(proc.stdout)[0]["persons"]
+    assert len(persons) == 4 and all(p["label"] in old.names and 0.2 < p["label_score"] <= 1 for p in persons)
+    assert all("pose_score" not in p for p in persons)
+    kpts = np.array([p["keypoints"] for p in persons], np.float32) / [810, 1080, 1]  # bus.jpg's size
+    assert [old.names[i] for i in old.outputs(kpts).argmax(1)] == [p["label"] for p in persons]
 
 
 def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
@@ -68,8 +104,8 @@ def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
     proc = run("eval", YOGA, data, "--json", "-")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["rows"] == 1006 and report["accuracy"] >= 0.96
-    assert np.array(report["confusion"]).sum() == 1006
+    assert report["rows"] == 1006 and report["accuracy"] >= 0.95 and report["classes"][-1] == "none"
+    assert np.array(report["confusion"]).sum() == 1006 and report["no_pose"] == np.array(report["confusion"])[:, -1].sum()
 
 
 def test_csv_without_conf_marks_placed_points() -> None:
@@ -79,13 +115,34 @@ def test_csv_without_conf_marks_placed_points() -> None:
 
 
 def test_train_cli_writes_graph_and_report(tmp_path: Path) -> None:
+    """Without negatives: a closed-set classifier, as before (no reject metadata, [N, C] output)."""
     data = require_shared(YOGA_CSV)
     proc = run("train", data, "--out", tmp_path, "--epochs", "5", "--name", "quick")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "quick.report.json").read_text())
     assert report["test_rows"] == 202 and report["extra"]["onnx_vs_trained"]["argmax_equal"]
+    assert report["rejection"] is None and report["sources"][0]["split"] == "seed rows"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.onnx", "quick.onnx.sha256", "quick.report.json"]
-    assert KeypointClassifier(tmp_path / "quick.onnx", verify=True).names == report["classes"]
+    clf = KeypointClassifier(tmp_path / "quick.onnx", verify=True)
+    assert clf.names == report["classes"] and clf.threshold is None
+
+
+def test_train_with_negatives_adds_no_known_pose(yolo11_onnx: Path, tmp_path: Path) -> None:
+    """--negatives from a folder of everyday photos: every person the pose model finds is a negative,
+    half of the photos held out; the graph gets a "none" column and a threshold chosen on
+    out-of-fold predictions, and the report says what it costs and what it rejects."""
+    data, negatives = require_shared(YOGA_CSV), require_shared(COCO8_IMAGES)
+    proc = run("train", data, "--out", tmp_path, "--epochs", "5", "--name", "quick", "--negatives", negatives,
+               "--pose-model", yolo11_onnx, "--max-false-accept", "0.2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "quick.report.json").read_text())
+    rejection = report["rejection"]
+    assert rejection["max_false_accept"] == 0.2 and rejection["validation"]["false_accept"] <= 0.2
+    assert rejection["held_out_negatives"]["rows"] >= 1 and rejection["held_out_negatives"]["train_rows"] >= 1
+    assert len(rejection["validation"]["curve"]) == 100 and "no known pose below" in proc.stdout
+    assert np.array(report["confusion"]).shape == (6, 6)  # the five poses and "none"
+    clf = KeypointClassifier(tmp_path / "quick.onnx", verify=True)
+    assert clf.threshold == rejection["threshold"] and clf.outputs(read_table(data).keypoints[:3]).shape == (3, 6)
 
 
 def test_train_svc_exports_under_the_same_contract(tmp_path: Path) -> None:
@@ -98,6 +155,7 @@ def test_train_svc_exports_under_the_same_contract(tmp_path: Path) -> None:
     assert report["model"] == "svc" and report["extra"]["onnx_vs_trained"]["max_abs_prob"] <= 1e-4
     assert report["accuracy"] >= 0.95 and report["accuracy_two_missing"] >= 0.9
     clf = KeypointClassifier(tmp_path / "svc.onnx")
+    assert clf.threshold is None
     table = read_table(data)
     probs = clf.probs(table.keypoints[:8])
     assert probs.shape == (8, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
@@ -117,4 +175,16 @@ def test_dataset_builder_round_trip(yolo11_onnx: Path, samples: list[Path], tmp_
     table = read_table(out)
     assert table.labels == ["Plank", "Tree"] and table.keypoints.shape == (2, 17, 3)
     assert 0 <= table.keypoints[..., :2].min() and table.keypoints[..., :2].max() <= 1
+    assert table.image_hashes is not None and len(set(table.image_hashes)) == 2  # two photos, two hashes
     assert run("eval", YOGA, out).returncode == 0  # the CSV it writes is one eval reads
+
+
+def test_dataset_of_a_flat_folder_keeps_every_person(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    """Negatives for `train`: a flat folder, one label, a row per person found."""
+    out = tmp_path / "none.csv"
+    proc = run("dataset", samples[0].parent, "-m", yolo11_onnx, "--label", "none", "--all-persons", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    table = read_table(out)
+    found = [len(edgepose.load(yolo11_onnx)(path).persons) for path in samples]
+    assert len(table.labels) == sum(found) and set(table.labels) == {"none"}
+    assert table.image_hashes[0] == table.image_hashes[found[0] - 1] != table.image_hashes[-1]  # per photo

@@ -71,12 +71,14 @@ def test_ir_carries_the_graphs_metadata(yolo11_onnx: Path, ir: Path) -> None:
 
 def test_classifier_ir_gives_identical_labels(ir: Path, samples: list[Path], tmp_path: Path) -> None:
     clf_ir = Path(export("--weights", CLASSIFIER, "--format", "openvino", "--out", tmp_path)["path"])
-    onnx_labels = [[p.label for p in load(ir, classifier=CLASSIFIER)(s).persons] for s in samples]
-    ir_labels = [[p.label for p in load(ir, classifier=clf_ir)(s).persons] for s in samples]
+    onnx_labels = [[(p.label, round(p.pose_score, 3)) for p in load(ir, classifier=CLASSIFIER)(s).persons]
+                   for s in samples]  # fmt: skip
+    ir_labels = [[(p.label, round(p.pose_score, 3)) for p in load(ir, classifier=clf_ir)(s).persons] for s in samples]
     assert ir_labels == onnx_labels and all(onnx_labels)
+    assert KeypointClassifier(clf_ir).threshold == KeypointClassifier(CLASSIFIER).threshold  # "none" travels too
     kpts = np.random.default_rng(1).uniform(0, 1, (64, 17, 3)).astype(np.float32)
-    a, b = KeypointClassifier(CLASSIFIER).probs(kpts), KeypointClassifier(clf_ir).probs(kpts)
-    assert (a.argmax(1) == b.argmax(1)).all() and np.abs(a - b).max() < 1e-4
+    a, b = KeypointClassifier(CLASSIFIER).outputs(kpts), KeypointClassifier(clf_ir).outputs(kpts)
+    assert a.shape == b.shape == (64, 6) and (a.argmax(1) == b.argmax(1)).all() and np.abs(a - b).max() < 1e-4
 
 
 @pytest.mark.parametrize("kind", ["fp16_ir", "int8_onnx", "int8_ir"])

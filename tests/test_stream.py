@@ -19,8 +19,9 @@ import edgepose
 from edgepose.errors import InputError
 from edgepose.stream import Stream, is_stream_source, stream_engine
 from edgepose.track import LabelHysteresis, OneEuroFilter, Tracker, TrackOptions
+from edgepose.video import sample_video
 
-from .conftest import ROOT, SAMPLE_VIDEO_FRAMES_EACH, assert_one_line_error
+from .conftest import ROOT, SAMPLE_VIDEO_FRAMES_EACH, SHARED_DATA, assert_one_line_error, require_shared
 from .conftest import edgepose_cli as run_cli
 
 CLASSIFIER = ROOT / "models" / "yoga-classifier.onnx"
@@ -83,7 +84,7 @@ def test_predict_video_writes_annotated_video_and_per_frame_json(yolo11_onnx: Pa
     zidane_ids = {p["id"] for i in ZIDANE for p in records[i]["persons"]}
     assert not bus_ids & zidane_ids  # a new scene, new persons
     person = records[0]["persons"][0]
-    assert list(person) == ["id", "box", "score", "keypoints", "label", "label_score"]
+    assert list(person) == ["id", "box", "score", "keypoints", "label", "label_score", "pose_score", "label_seconds"]
     assert set(label_changes(records).values()) == {0}  # no label flicker on the static segments
 
 
@@ -100,6 +101,36 @@ def test_hysteresis_holds_labels_that_raw_votes_flip(predictor: edgepose.PosePre
     visible = (a[:, 2] > 0.5) & (b[:, 2] > 0.5)
     drift = np.abs(a[visible, :2] - b[visible, :2])
     assert 0 < drift.max() < 10
+
+
+def test_label_hold_timer_restarts_when_the_pose_changes(yolo11_onnx: Path, samples: list[Path],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """One person stands (a pedestrian of bus.jpg), then holds Tree (a yoga-train photo), each cropped to
+    the person and shown 1.2 s: "no known pose" is shown and timed like any label, and when the shown
+    label turns to Tree (after --hysteresis votes) the same id's label_seconds restarts from 0."""
+    tree = require_shared(SHARED_DATA / "yoga-train" / "Tree" / "00000072.jpg")
+    finder = edgepose.load(yolo11_onnx)
+    crops = []
+    for photo in (samples[0], tree):
+        image = cv2.imread(str(photo))
+        x1, y1, x2, y2 = max(finder(image).persons, key=lambda p: p.score).box
+        pad = 0.1 * (y2 - y1)
+        crop = image[int(max(y1 - pad, 0)) : int(y2 + pad), int(max(x1 - pad, 0)) : int(x2 + pad)]
+        crops.append(tmp_path / f"{photo.stem}.png")
+        cv2.imwrite(str(crops[-1]), crop)
+    video = sample_video(tmp_path / "pose-change.mp4", frames_each=30, size=(360, 640), photos=crops)
+    predictor = edgepose.load(yolo11_onnx, classifier=CLASSIFIER, **stream_engine(yolo11_onnx, {}))
+    records = [r.to_dict() for r in Stream(video, predictor)]
+    main = [max(r["persons"], key=lambda p: p["score"]) for r in records]
+    labels = [p["label"] for p in main]
+    assert labels[:30] == [None] * 30 and labels[-1] == "Tree"
+    assert {p["id"] for p in main} == {main[0]["id"]}  # one person throughout: the pose changed, not the person
+    change = labels.index("Tree")
+    assert 30 < change <= 30 + TrackOptions().hysteresis  # held back by the hysteresis, then shown
+    assert set(labels[change:]) == {"Tree"}
+    seconds = [p["label_seconds"] for p in main]
+    assert seconds[0] == 0 and seconds[change] == 0 and seconds[change - 1] == pytest.approx((change - 1) / 25)
+    assert np.allclose(np.diff(seconds[:change]), 0.04) and np.allclose(np.diff(seconds[change:]), 0.04)
 
 
 def test_vid_stride_halves_the_frames(yolo11_onnx: Path, sample_video: Path, tmp_path: Path) -> None:
@@ -263,8 +294,8 @@ def test_openvino_async_requests_give_the_same_persons(predictor: edgepose.PoseP
         ids = [{p.id for p in ov_results[i].persons if p.score >= CONFIDENT} for i in segment[len(waiting(segment)) :]]
         assert ids[0] and all(s == ids[0] for s in ids)
     for a, b in zip(ov_results, ort_results):
-        assert sorted(p.label for p in a.persons if p.score >= CONFIDENT) == sorted(
-            p.label for p in b.persons if p.score >= CONFIDENT
+        assert sorted(str(p.label) for p in a.persons if p.score >= CONFIDENT) == sorted(
+            str(p.label) for p in b.persons if p.score >= CONFIDENT
         )
         boxes_a = np.array([p.box for p in a.persons if p.score >= CONFIDENT])
         boxes_b = np.array([p.box for p in b.persons if p.score >= CONFIDENT])
