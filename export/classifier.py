@@ -84,25 +84,49 @@ def pose_features() -> Any:
     return PoseFeatures()
 
 
-def reject_gate(num_keypoints: int) -> Any:
-    """In-graph finishing of a classifier with a "none" column: a person with fewer than ``MIN_BODY``
-    placed body keypoints gets "none" with probability 1 (too little of the body to tell any pose)."""
+def mirror_pair() -> Any:
+    """keypoints [N, K, 3] -> [2N, K, 3]: the persons, then the same persons seen in a mirror (as
+    ``mirror``). The classes are mirror-symmetric (Tree on either leg), so the graph averages both
+    views' probabilities (``finish``): a mirrored person gets exactly the same answer."""
+    import torch
+    from torch import nn
+
+    flip = torch.tensor(COCO_FLIP_INDEX)
+
+    class MirrorPair(nn.Module):
+        def forward(self, kp: torch.Tensor) -> torch.Tensor:
+            out = kp[:, flip]
+            present = (out[..., 0] != 0) | (out[..., 1] != 0)
+            x = torch.where(present, 1 - out[..., 0], torch.zeros_like(out[..., 0]))
+            return torch.cat([kp, torch.cat([x.unsqueeze(-1), out[..., 1:]], -1)], 0)
+
+    return MirrorPair()
+
+
+def finish(num_keypoints: int, rejects: bool) -> Any:
+    """The graph's last step: the mean of the two views' probabilities ([2N] -> [N]); for a
+    classifier with a "none" column, a person with fewer than ``MIN_BODY`` placed body keypoints
+    gets "none" with probability 1 (too little of the body to tell any pose)."""
     import torch
     from torch import nn
 
     body = slice(2 * num_keypoints + int(BODY[0]), 3 * num_keypoints)  # the body's part of the features' mask
 
-    class RejectGate(nn.Module):
+    class Finish(nn.Module):
         def forward(self, features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-            enough = (features[:, body].sum(1, keepdim=True) >= MIN_BODY).to(probs.dtype)
+            probs = probs.reshape(2, -1, probs.shape[-1]).mean(0)
+            if not rejects:
+                return probs
+            first = features.reshape(2, -1, features.shape[-1])[0]
+            enough = (first[:, body].sum(1, keepdim=True) >= MIN_BODY).to(probs.dtype)
             return torch.cat([probs[:, :-1] * enough, 1 - (1 - probs[:, -1:]) * enough], 1)
 
-    return RejectGate()
+    return Finish()
 
 
 def build_network(num_keypoints: int, num_outputs: int, hidden: int = 256, rejects: bool = False) -> Any:
     """Features (masking + normalisation + limb directions) -> two hidden layers (hidden, hidden/2)
-    -> softmax; with ``rejects`` the last output is "none" and ``reject_gate`` finishes the graph."""
+    -> softmax over both mirror views, averaged (``finish``); with ``rejects`` the last output is "none"."""
     import torch
     from torch import nn
 
@@ -111,20 +135,20 @@ def build_network(num_keypoints: int, num_outputs: int, hidden: int = 256, rejec
     class Classifier(nn.Module):
         def __init__(self) -> None:
             super().__init__()
+            self.pair = mirror_pair()
             self.features = pose_features()
             self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.2),
                                      nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(0.2),
                                      nn.Linear(hidden // 2, num_outputs))  # fmt: skip
-            self.gate = reject_gate(num_keypoints) if rejects else None
+            self.finish = finish(num_keypoints, rejects)
 
         def forward(self, kp: Any) -> Any:
-            """Logits while training; the softmax (gated) is added by ``probs``."""
+            """Logits of one view while training (the augmentation mirrors); ``probs`` is the graph."""
             return self.mlp(self.features(kp))
 
         def probs(self, kp: Any) -> Any:
-            features = self.features(kp)
-            probs = torch.softmax(self.mlp(features), 1)
-            return probs if self.gate is None else self.gate(features, probs)
+            features = self.features(self.pair(kp))
+            return self.finish(features, torch.softmax(self.mlp(features), 1))
 
     return Classifier()
 
@@ -211,32 +235,33 @@ class MlpModel:
 
 
 class SvcModel:
-    """An sklearn SVC on the same in-graph features: the features (and the gate) export from
-    torch, the SVC from skl2onnx, and the graphs are joined into one with onnx.compose."""
+    """An sklearn SVC on the same in-graph features: the mirror pair and features, and the finishing
+    step, export from torch, the SVC from skl2onnx, and the graphs are joined with onnx.compose."""
 
     kind = "svc"
 
     def __init__(self, svc: Any, settings: dict[str, Any], rejects: bool) -> None:
+        from torch import nn
+
         self.svc, self.settings = svc, settings
         self.features = pose_features().eval()
-        self.gate = reject_gate(len(COCO_KEYPOINTS)).eval() if rejects else None
+        self.paired = nn.Sequential(mirror_pair(), self.features).eval()
+        self.finish = finish(len(COCO_KEYPOINTS), rejects).eval()
 
     def probs(self, kpts: np.ndarray) -> np.ndarray:
         import torch
 
-        features = _features(self.features, kpts)
+        features = _features(self.paired, kpts)
         probs = self.svc.predict_proba(features).astype(np.float32)
-        if self.gate is None:
-            return probs
         with torch.inference_mode():
-            return self.gate(torch.from_numpy(features), torch.from_numpy(probs)).numpy()
+            return self.finish(torch.from_numpy(features), torch.from_numpy(probs)).numpy()
 
     def to_onnx(self) -> Any:
         import onnx
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
 
-        features = _torch_to_onnx(self.features, {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "features")
+        features = _torch_to_onnx(self.paired, {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "features")
         width = self.svc.n_features_in_
         with warnings.catch_warnings():  # skl2onnx reads SVC attributes sklearn 1.9 marks as deprecated
             warnings.simplefilter("ignore", FutureWarning)
@@ -247,18 +272,16 @@ class SvcModel:
         svc.ir_version = features.ir_version
         svc = onnx.compose.add_prefix(svc, "svc_")
         merged = onnx.compose.merge_models(features, svc, io_map=[("features", "svc_features")],
-                                           outputs=["features", "svc_probabilities"] if self.gate else
-                                           ["svc_probabilities"])  # fmt: skip
-        last = "svc_probabilities"
-        if self.gate is not None:
-            gate = _torch_to_onnx(self.gate, {"features": (2, width), "scores": (2, len(self.svc.classes_))}, "gated")
-            gate.ir_version = merged.ir_version
-            gate = onnx.compose.add_prefix(gate, "gate_")
-            merged = onnx.compose.merge_models(merged, gate, outputs=["gate_gated"],
-                                               io_map=[("features", "gate_features"), (last, "gate_scores")])  # fmt: skip
-            last = "gate_gated"
+                                           outputs=["features", "svc_probabilities"])  # fmt: skip
+        end = _torch_to_onnx(self.finish, {"features": (4, width), "scores": (4, len(self.svc.classes_))}, "probs")
+        end.ir_version = merged.ir_version
+        end = onnx.compose.add_prefix(end, "finish_")
+        wanted = {i.name for i in end.graph.input}  # without "none" the finishing step takes no features
+        io_map = [(a, b) for a, b in (("features", "finish_features"), ("svc_probabilities", "finish_scores"))
+                  if b in wanted]  # fmt: skip
+        merged = onnx.compose.merge_models(merged, end, outputs=["finish_probs"], io_map=io_map)
         for node in merged.graph.node:
-            node.output[:] = ["probs" if o == last else o for o in node.output]
+            node.output[:] = ["probs" if o == "finish_probs" else o for o in node.output]
         merged.graph.output[0].name = "probs"
         return merged
 
@@ -272,7 +295,7 @@ def _torch_to_onnx(module: Any, inputs: dict[str, tuple[int, ...]], output: str)
 
     buffer = io.BytesIO()
     dummies = tuple(torch.zeros(*shape) for shape in inputs.values())
-    axes = {name: {0: "N"} for name in [*inputs, output]}
+    axes = {name: {0: f"{name}_rows"} for name in [*inputs, output]}  # features of a mirror pair have 2N rows
     torch.onnx.export(module, dummies, buffer, input_names=list(inputs), output_names=[output],
                       dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
     return onnx.load_from_string(buffer.getvalue())
@@ -318,7 +341,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, num_outputs: int, hidden: int, epoch
 SVC_COPIES = 4  # augmented copies of the training rows (mirror, drop-out, jitter) beside the originals
 
 
-def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 10.0, rejects: bool = False) -> SvcModel:
+def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 30.0, rejects: bool = False) -> SvcModel:
     """RBF SVC with balanced class weights and sigmoid-calibrated probabilities (5-fold), on the
     in-graph features of the training rows plus augmented copies (SVCs see the data once, so the
     augmentation is drawn up front)."""
@@ -425,16 +448,19 @@ def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | No
 
 def choose_threshold(known: np.ndarray, correct: np.ndarray, negative: np.ndarray,
                      max_false_accept: float) -> tuple[float, list[dict[str, float]]]:  # fmt: skip
-    """The lowest threshold on the known-pose score whose false-accept rate on the validation
-    negatives is at most ``max_false_accept`` (labelling as many real poses as that allows), and the
-    curve of accuracy (a rejected pose counts as wrong) and false accepts against the threshold."""
-    curve = []
-    for t in np.round(np.arange(0.0, 1.0, 0.01), 2):
+    """The lowest threshold on the known-pose score (to 1e-4) whose false-accept rate on the
+    validation negatives is at most ``max_false_accept`` (labelling as many real poses as that
+    allows), and the curve of accuracy (a rejected pose counts as wrong) and false accepts."""
+
+    def point(t: float) -> dict[str, float]:
         accepted = known >= t
-        curve.append({"threshold": float(t), "accuracy": round(float((accepted & correct)[~negative].mean()), 4),
-                      "false_accept": round(float(accepted[negative].mean()), 4)})  # fmt: skip
-    fits = [point["threshold"] for point in curve if point["false_accept"] <= max_false_accept]
-    return (fits[0] if fits else 0.99), curve
+        return {"threshold": round(t, 4), "accuracy": round(float((accepted & correct)[~negative].mean()), 4),
+                "false_accept": round(float(accepted[negative].mean()), 4)}  # fmt: skip
+
+    scores = np.sort(known[negative])[::-1]
+    allowed = int(np.floor(max_false_accept * len(scores) + 1e-9))  # negatives the threshold may still label
+    threshold = 0.0 if allowed >= len(scores) else min(np.floor(float(scores[allowed]) * 1e4) / 1e4 + 1e-4, 1.0)
+    return round(threshold, 4), [point(float(t)) for t in np.arange(0.0, 1.0, 0.01)] + [point(threshold)]
 
 
 def train_classifier(
@@ -565,9 +591,9 @@ def _validate_threshold(fit: Any, x: np.ndarray, y: np.ndarray, none: int, max_f
         known[held] = 1 - probs[:, none]
         correct[held] = probs[:, :none].argmax(1) == y[held]
     threshold, curve = choose_threshold(known, correct, y == none, max_false_accept)
-    point = next(p for p in curve if p["threshold"] == threshold)
-    return threshold, {"folds": FOLDS, "rows": len(y), "accuracy": point["accuracy"],
-                       "false_accept": point["false_accept"], "curve": curve}  # fmt: skip
+    chosen = curve.pop()  # the curve is a 0.01 grid; its last point is the chosen threshold's
+    return threshold, {"folds": FOLDS, "rows": len(y), "accuracy": chosen["accuracy"],
+                       "false_accept": chosen["false_accept"], "curve": curve}  # fmt: skip
 
 
 def _check_agreement(trained: MlpModel | SvcModel, path: Path, kpts: np.ndarray) -> dict[str, Any]:
