@@ -511,18 +511,20 @@ def compare(reference: str, candidate: str, images: str | None, data: str | None
 @click.argument("model", type=click.Path())
 @VERIFY_OPTION
 def info(model: str, verify: bool) -> None:
-    """Print the metadata embedded in an exported graph."""
+    """Print the metadata embedded in an exported graph (a pose graph, or a keypoint classifier:
+    its classes, the "no known pose" threshold and its training report)."""
     from .backends import open_backend
-    from .metadata import ModelMeta
+    from .classifier import CLASSIFIER_TASK
+    from .metadata import ModelMeta, parse_value
 
     backend = open_backend(model, verify=verify)
-    meta = ModelMeta.parse(backend.metadata, source=model)
-    payload = {
-        "model": model,
-        "input_shape": list(backend.input_shape),
-        "output_channels": backend.output_channels,
-        **meta.raw,
-    }
+    raw = {key: parse_value(value) for key, value in backend.metadata.items()}
+    if raw.get("task") == CLASSIFIER_TASK:
+        payload = {"model": model, **raw}
+    else:
+        meta = ModelMeta.parse(backend.metadata, source=model)
+        payload = {"model": model, "input_shape": list(backend.input_shape), "output_channels": backend.output_channels,
+                   **meta.raw}  # fmt: skip
     click.echo(json.dumps(payload, indent=2, default=str))
 
 

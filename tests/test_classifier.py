@@ -47,6 +47,14 @@ def test_contract(clf: KeypointClassifier) -> None:
     assert clf.report["accuracy"] >= 0.95 and clf.report["false_accept_held_out"] <= 0.05
 
 
+def test_info_shows_the_classifier_and_its_threshold(clf: KeypointClassifier) -> None:
+    proc = run("info", YOGA)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(proc.stdout)
+    assert meta["task"] == "pose-classifier" and meta["names"] == clf.names
+    assert meta["reject"]["threshold"] == clf.threshold and meta["report"]["accuracy"] == clf.report["accuracy"]
+
+
 def test_too_little_of_the_body_is_no_known_pose(clf: KeypointClassifier) -> None:
     """Inside the graph: fewer than 4 placed body keypoints (shoulders to ankles) is "none", whatever the rest."""
     kpts = _pose(np.random.default_rng(3))
