@@ -5,9 +5,10 @@
 1. Keypoints through edgepose's own pose model (``edgepose dataset``'s code): the most confident
    person of each yoga-train photo (with its image hash), and every person of coco-val-pose and
    coco8-pose (everyday people in no yoga pose).
-2. Each classifier kind (mlp, svc) is trained on the seed CSV's train split, yoga-train's train
-   split (by content: near copies on one side) and half of the everyday photos' persons (split by
-   image); the threshold comes from out-of-fold predictions of those rows.
+2. Each classifier kind (mlp, svc) is trained on the seed CSV and yoga-train, split together (a
+   photo in both, by label and name, and near copies, by image hash, stay on one side; the seed's
+   own split decides the photos it holds), and half of the everyday photos' persons (split by
+   photo); the threshold comes from out-of-fold predictions of those rows (folds by photo).
 3. Measured on what training never saw: the seed CSV's test split (20 %, stratified,
    random_state 2022; with 2 body keypoints missing, 5 draws; mirrored), and end to end (image ->
    pose -> classifier, through ``edgepose.load(..., classifier=)``) on yoga-train's held-out photos
@@ -33,7 +34,14 @@ import numpy as np
 
 import edgepose
 from edgepose.classifier import KeypointClassifier
-from edgepose.export.classifier import MODELS, drop_keypoints, split_negatives, split_rows, train_classifier
+from edgepose.export.classifier import (
+    MODELS,
+    drop_keypoints,
+    split_negatives,
+    split_rows,
+    split_sources,
+    train_classifier,
+)
 from edgepose.integrity import write_checksum
 from edgepose.keypoint_csv import format_table, read_table, table_from_images
 from edgepose.sources import list_images
@@ -56,11 +64,11 @@ def build_csvs(data: Path, pose_model: str, work: Path) -> tuple[Path, Path, int
     return yoga_csv, everyday_csv, len(yoga.no_person)
 
 
-def held_out_photos(data: Path, yoga_csv: Path, everyday_csv: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
+def held_out_photos(data: Path, seed_csv: Path, yoga_csv: Path,
+                    everyday_csv: Path) -> tuple[list[tuple[Path, str]], list[Path]]:  # fmt: skip
     """The photos training never saw, found by the very split functions training used."""
     yoga = read_table(yoga_csv)
-    classes = sorted(set(yoga.labels))
-    _, test = split_rows(yoga, np.array([classes.index(label) for label in yoga.labels]))
+    _, (_, test) = split_sources([read_table(seed_csv), yoga], sorted(set(yoga.labels)))[0]
     photos = [(data / "yoga-train" / yoga.labels[i] / yoga.image_names[i], yoga.labels[i]) for i in test]
     everyday = read_table(everyday_csv)
     _, held = split_negatives(everyday)
@@ -170,7 +178,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         yoga_csv, everyday_csv, no_person = build_csvs(data, args.pose_model, work)
-        photos, everyday = held_out_photos(data, yoga_csv, everyday_csv)
+        photos, everyday = held_out_photos(data, seed_csv, yoga_csv, everyday_csv)
         results["yoga_photos_without_person"] = no_person
         for kind in MODELS:
             report = train_classifier([seed_csv, yoga_csv], work, model=kind, name=f"yoga-{kind}",

@@ -60,8 +60,8 @@ class KeypointClassifier:
 
     def decide(self, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Per person: the class index (-1: no known pose), the class probabilities [N, C] given a
-        known pose, and the known-pose score the graph's threshold decided on (None for graphs
-        without one)."""
+        known pose (all 0 for a person the graph rules out: too few body keypoints), and the
+        known-pose score the graph's threshold decided on (None for graphs without one)."""
         out = self.outputs(keypoints)
         if self.threshold is None:
             return out.argmax(1), out, None

@@ -245,7 +245,12 @@ def _stream_predictor(model: str, engine: dict[str, Any], **kwargs: Any) -> Any:
 @click.argument("source", required=False)
 @_predictor_options
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
-@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
+@click.option(
+    "--classifier",
+    "-c",
+    default=None,
+    help="Keypoint classifier graph: adds label, label_score (and pose_score; label null: no known pose).",
+)
 @click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout; JSON Lines for video).")
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images or video.")
 @_stream_options
@@ -253,10 +258,8 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
             classifier: str | None, json_out: str | None, save: str | None, vid_stride: int, tracking: Any) -> None:  # fmt: skip
     """Find persons and keypoints in an image, a folder (default: the bundled samples), a video file,
     a camera index (0) or a stream URL."""
-    from .draw import draw_result
-    from .outputs import write_image
     from .predictor import load
-    from .sources import list_images, read_image, sample_images
+    from .sources import list_images, sample_images
     from .stream import is_stream_source
 
     if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
@@ -269,30 +272,54 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
         return
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
-    results, failed = [], 0
-    for path in _progress(paths, "predict"):
-        try:  # one bad file must not end a folder run: report it, skip it, keep going
-            image = read_image(path)
-            result = predictor(image, name=str(path))
-        except InputError as exc:
-            if len(paths) == 1:
-                raise
-            click.echo(f"warning: skipped {exc}", err=True)
-            failed += 1
-            continue
-        results.append(result.to_dict())
-        if save:
-            write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
-    if not results:
-        raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
-    for result in results:
-        if json_out != "-":
-            click.echo(f"{result['image']}: {len(result['persons'])} person(s)")
-    _emit_json(json_out, results)
-    if save and results:
+    _predict_folder(paths, predictor, json_out, save)
+
+
+def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, save: str | None) -> None:
+    """Images one at a time, each result written as it is made (nothing kept per image, so memory
+    stays flat on a folder of any size); a signal stops between two images and leaves no JSON."""
+    from .draw import draw_result
+    from .outputs import write_image
+    from .sources import read_image
+    from .video import Interrupt, JsonRecords
+
+    records = JsonRecords(json_out, lines=False) if json_out else None
+    done = failed = 0
+    try:
+        with Interrupt(lambda: None) as interrupt:
+            for path in _progress(paths, "predict"):
+                if interrupt.signal is not None:
+                    raise click.Abort
+                try:  # one bad file must not end a folder run: report it, skip it, keep going
+                    image = read_image(path)
+                    result = predictor(image, name=str(path))
+                except InputError as exc:
+                    if len(paths) == 1:
+                        raise
+                    click.echo(f"warning: skipped {exc}", err=True)
+                    failed += 1
+                    continue
+                done += 1
+                if records:
+                    records.write(result.to_dict())
+                if json_out != "-":
+                    click.echo(f"{result.image}: {len(result.persons)} person(s)")
+                if save:
+                    write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
+            if interrupt.signal is not None:
+                raise click.Abort
+        if not done:
+            raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
+    except BaseException:
+        if records:
+            records.abort()
+        raise
+    if records:
+        records.close()
+    if save:
         click.echo(f"annotated images in {save}", err=json_out == "-")
     if failed:
-        raise PartialFailure(f"{failed} of {len(paths)} images failed and were skipped; the other {len(results)} "
+        raise PartialFailure(f"{failed} of {len(paths)} images failed and were skipped; the other {done} "
                              "were processed")  # fmt: skip
 
 
@@ -362,8 +389,11 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
 @_predictor_options
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV to write.")
-@click.option("--label", default=None,
-              help="IMAGES_DIR is one flat folder whose images all get this label (e.g. people in no class).")
+@click.option(
+    "--label",
+    default=None,
+    help="IMAGES_DIR is one flat folder whose images all get this label (e.g. people in no class).",
+)
 @click.option("--all-persons", is_flag=True, help="One row per person found (default: the most confident one).")
 def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
             out: str, label: str | None, all_persons: bool) -> None:  # fmt: skip
@@ -396,7 +426,9 @@ def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, An
     click.echo(f"wrote {len(done.table.labels)} rows ({len(classes)} classes) to {out}; "
                f"{len(done.no_person) + len(done.failed)} image(s) skipped")  # fmt: skip
     if done.failed:
-        raise PartialFailure(f"{len(done.failed)} of {len(jobs)} images failed and were skipped; the CSV holds the rest")
+        raise PartialFailure(
+            f"{len(done.failed)} of {len(jobs)} images failed and were skipped; the CSV holds the rest"
+        )
 
 
 @cli.command()
@@ -423,8 +455,8 @@ def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, An
               show_default=True, help="With --negatives: share of validation negatives the threshold may still label.")  # fmt: skip
 def train(csv_paths: tuple[str, ...], out: str, kind: str, hidden: int, epochs: int, seed: int, name: str,
           negatives: tuple[str, ...], pose_model: str, max_false_accept: float) -> None:  # fmt: skip
-    """Train a keypoint classifier on CSVs (each split on its own: the seed split, or by photo content
-    where the CSV has image hashes) and export it to ONNX."""
+    """Train a keypoint classifier on CSVs (split together: one photo's rows on one side; the first CSV's
+    seed split, or by photo content where a CSV has image hashes) and export it to ONNX."""
     from .errors import MissingExtraError
 
     try:
@@ -441,7 +473,7 @@ def train(csv_paths: tuple[str, ...], out: str, kind: str, hidden: int, epochs: 
     if report.rejection:
         r = report.rejection
         held = r["held_out_negatives"]
-        click.echo(f"no known pose below {r['threshold']:.2f}: validation accuracy {r['validation']['accuracy']:.4f}, "
+        click.echo(f"no known pose below {r['threshold']:.4f}: validation accuracy {r['validation']['accuracy']:.4f}, "
                    f"false accepts {r['validation']['false_accept']:.4f}; held-out negatives labelled "
                    f"{held['false_accept']:.4f} of {held['rows']}")  # fmt: skip
     for label, row in report.per_class.items():
@@ -465,15 +497,17 @@ def evaluate(classifier: str, csv_path: str, json_out: str | None, verify: bool)
 
     clf = KeypointClassifier(classifier, verify=verify)
     table = read_table(csv_path, clf.keypoint_names)
-    unknown = sorted(set(table.labels) - set(clf.names))
+    names = clf.names + (["none"] if clf.threshold is not None else [])  # rows labelled none: people in no pose
+    unknown = sorted(set(table.labels) - set(names))
     if unknown:
         raise InputError(f"{csv_path}: labels the classifier does not know: {', '.join(unknown)}")
-    truth = np.array([clf.names.index(label) for label in table.labels])
+    truth = np.array([names.index(label) for label in table.labels])
     pred = clf.decide(table.keypoints)[0]
     none = int((pred < 0).sum())
-    pred = np.where(pred < 0, len(clf.names), pred)  # no known pose: a column of its own, counted as wrong
-    names = clf.names + (["none"] if clf.threshold is not None else [])
+    pred = np.where(pred < 0, len(clf.names), pred)  # no known pose: a column of its own
     per_class, confusion = per_class_report(truth, pred, names)
+    if not (truth == len(clf.names)).any():
+        per_class.pop("none", None)  # no row says none: its column alone says what was rejected
     report = {"classifier": classifier, "csv": csv_path, "rows": len(truth), "classes": names,
               "accuracy": round(float((truth == pred).mean()), 4), "no_pose": none, "per_class": per_class,
               "confusion": confusion}  # fmt: skip

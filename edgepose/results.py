@@ -9,8 +9,10 @@ Schema (a list of these per run)::
                   "keypoints": [[x, y, conf], ...K],
                   "label": str | null, "label_score": float | null,  # only with a classifier;
                   "pose_score": float,                    # null: no known pose; pose_score: only with a
-                  "label_seconds": float}]}               # classifier trained with negatives; label_seconds:
-                                                          # streams, how long the shown label (or none) held
+                  "label_seconds": float}]}               # classifier trained with negatives, this frame's
+                                                          # (a stream's shown label is held by its hysteresis);
+                                                          # label_seconds: tracked streams, how long the shown
+                                                          # label (or none) has held
 
 All coordinates are pixels of the original image.
 """

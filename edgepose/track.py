@@ -158,6 +158,7 @@ class Track:
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
     label_since: float = 0.0  # stream time at which the shown label (or no pose) was first shown
+    returned: bool = False  # matched again after frames unseen: its label and hold timer start afresh
 
 
 class Tracker:
@@ -206,6 +207,7 @@ class Tracker:
                 self.tracks.append(track)
                 assigned[i] = track
             if track is not None:
+                track.returned = track.missed > 0
                 track.box, track.keypoints, track.missed = boxes[i], keypoints[i], 0
                 track.streak += bool(confident[i])
                 track.shown = track.shown or track.streak >= self.confirm or self.frames == 0
@@ -240,9 +242,7 @@ class Stabilizer:
         self.classifier = classifier  # a KeypointClassifier, to re-vote on smoothed keypoints
         self.tracker = Tracker(options.match_threshold, options.max_age, options.confirm) if options.track else None
         self.conf = conf
-        self.relabels = (
-            self.tracker is not None and classifier is not None and (options.smooth or options.hysteresis > 1)
-        )
+        self.relabels = self.tracker is not None and classifier is not None  # labels held and timed per track
         self.frame_options = {"conf": min(conf, options.low_conf) if options.track else conf,
                               "classify": not self.relabels}  # fmt: skip
 
@@ -281,7 +281,7 @@ class Stabilizer:
         clf = self.classifier
         best, probs, known = clf.decide(kpts)  # type: ignore[attr-defined]
         for i, (person, track) in enumerate(zip(result.persons, tracks)):
-            if track.label is None:
+            if track.label is None or track.returned:  # a person back after a gap holds nothing yet
                 track.label = LabelHysteresis(self.options.hysteresis)
             before = track.label.shown
             shown = track.label(int(best[i]))  # -1, no known pose, is a label like any other here

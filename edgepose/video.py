@@ -30,6 +30,8 @@ FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi"
 def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"cannot write {path}: {path.parent} is a file, not a folder") from None
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -92,15 +94,18 @@ class VideoRecorder:
 
 
 class JsonRecords:
-    """One JSON record per frame. A file gets a JSON array (the images' schema, one compact record
-    a line) written to a temporary name and renamed on ``close``; ``-`` gets JSON Lines on stdout,
-    flushed per frame, for a pipe to react to."""
+    """One JSON record per frame or image, written as it is made, so memory stays flat however long
+    the run. A file gets a JSON array (the images' schema, one compact record a line) written to a
+    temporary name and renamed on ``close`` (``abort`` leaves nothing); ``-`` gets JSON Lines on
+    stdout, flushed per record, for a pipe to react to, or with ``lines=False`` (a folder of
+    images) the same JSON array as a file."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, lines: bool = True) -> None:
         self.target = target
         self.count = 0
         self.path: Path | None = None
         self.tmp: Path | None = None
+        self.lines = lines and target == "-"
         self.handle: IO[str]
         if target == "-":
             self.handle = sys.stdout
@@ -112,20 +117,21 @@ class JsonRecords:
                 self.handle = open(self.tmp, "w")  # noqa: SIM115 - closed in close/abort
             except OSError as exc:
                 raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-            self.handle.write("[")
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
-        if self.path is None:
+        if self.lines:
             self.handle.write(line + "\n")
             self.handle.flush()
         else:
-            self.handle.write(("\n" if self.count == 0 else ",\n") + line)
+            self.handle.write(("[\n" if self.count == 0 else ",\n") + line)
         self.count += 1
 
     def close(self) -> None:
+        if not self.lines:
+            self.handle.write(("[" if self.count == 0 else "") + "\n]\n")
+            self.handle.flush()
         if self.path is not None and self.tmp is not None:
-            self.handle.write("\n]\n")
             self.handle.close()
             os.replace(self.tmp, self.path)
 
@@ -144,15 +150,16 @@ def video_name(source: str, live: bool) -> str:
     return Path(source).stem + ".mp4"
 
 
-class _Interrupt:
-    """SIGTERM/SIGINT end a stream between two frames (``on_signal``) instead of killing it mid-write."""
+class Interrupt:
+    """SIGTERM/SIGINT end a stream between two frames, or a folder run between two images
+    (``on_signal``), instead of killing it mid-write."""
 
     def __init__(self, on_signal: Callable[[], None]) -> None:
         self.signal: int | None = None
         self.on_signal = on_signal
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> _Interrupt:
+    def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -189,7 +196,7 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
         if json_out:
             records = JsonRecords(json_out)
             outputs.append(records)
-        with _Interrupt(stream.request_stop) as interrupt, stream:
+        with Interrupt(stream.request_stop) as interrupt, stream:
             for image, result in stream.iter_frames():
                 frames += 1
                 persons += len(result.persons)

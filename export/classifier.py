@@ -39,6 +39,9 @@ MIN_BODY = 4  # a person with fewer placed body keypoints holds no known pose (c
 LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12), (5, 11),
          (6, 12), (0, 5), (0, 6))  # fmt: skip
 SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
+SPLIT_RULE = ("CSVs split together: rows linked by label and image name or near-copy hashes stay on one side; the "
+              "first CSV's split (seed rows, or by content where it has hashes) decides, later CSVs' other rows "
+              "are split the same way")  # fmt: skip
 NEAR_COPY_BITS = 12  # image hashes (256 bits) this close are one photo resized/re-encoded: one side of a split
 NEGATIVE_HOLDOUT = 0.5  # share of each negative source's images kept out of training, for the false-accept figure
 MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
@@ -380,11 +383,70 @@ def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, An
     onnx.save(graph, str(path))
 
 
-def split_table(table: KeypointTable, classes: list[str]) -> tuple[np.ndarray, ...]:
-    """x_train, x_test, y_train, y_test of a positives CSV (rows as ``split_rows`` puts them)."""
-    y = np.array([classes.index(label) for label in table.labels])
-    train, test = split_rows(table, y)
-    return table.keypoints[train], table.keypoints[test], y[train], y[test]
+def split_sources(
+    tables: list[KeypointTable], classes: list[str]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Per positives CSV: (train rows, scored held-out rows); and a group id for every row (all CSVs
+    in order), for grouped validation folds.
+
+    The CSVs may hold the same photos (the seed CSV and yoga-train do: one photo, two extractors),
+    so they are split together. Rows are linked when they share label and image name, or when
+    their photos are near copies (image hashes); a linked group is on one side. The first CSV's own
+    split (``split_rows``) decides the groups it touches and is its scored hold-out exactly (the
+    seed's 202 rows); each later CSV's rows in groups no earlier CSV decided are split the same way.
+    A CSV's scored rows are its rows in held-out groups; no row of a held-out group is trained on."""
+    starts = np.cumsum([0] + [len(t.labels) for t in tables])
+    groups = _link_rows(tables)
+    held = np.zeros(starts[-1], bool)
+    decided: set[int] = set()
+    first_test = np.zeros(0, int)
+    for i, table in enumerate(tables):
+        rows = np.arange(starts[i], starts[i + 1])
+        free = np.array([r for r in rows if groups[r] not in decided], int)
+        if len(free):
+            part = _subset(table, free - starts[i])
+            _, test = split_rows(part, np.array([classes.index(label) for label in part.labels]))
+            held[np.isin(groups, groups[free[test]])] = True
+            if i == 0:
+                first_test = free[test]
+        decided |= set(groups[rows].tolist())
+    out = []
+    for i in range(len(tables)):
+        rows = np.arange(starts[i], starts[i + 1])
+        scored = first_test if i == 0 else rows[held[rows]]
+        out.append((rows[~held[rows]] - starts[i], scored - starts[i]))
+    return out, groups
+
+
+def _subset(table: KeypointTable, rows: np.ndarray) -> KeypointTable:
+    return KeypointTable([table.image_names[i] for i in rows], [table.labels[i] for i in rows], table.keypoints[rows],
+                         None if table.image_hashes is None else [table.image_hashes[i] for i in rows])  # fmt: skip
+
+
+def _link_rows(tables: list[KeypointTable]) -> np.ndarray:
+    """Group id per row of all tables: same (label, image name), or near-copy image hashes (union-find)."""
+    parent = list(range(sum(len(t.labels) for t in tables)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    hashed: list[tuple[int, str]] = []
+    row = 0
+    for table in tables:
+        for i, key in enumerate(zip(table.labels, table.image_names)):
+            parent[root(row)] = root(first.setdefault(key, row))
+            if table.image_hashes is not None:
+                hashed.append((row, table.image_hashes[i]))
+            row += 1
+    if hashed:
+        lead: dict[int, int] = {}
+        for (row, _), group in zip(hashed, content_groups([h for _, h in hashed])):
+            parent[root(row)] = root(lead.setdefault(int(group), row))
+    return np.array([root(i) for i in range(len(parent))])
 
 
 def split_rows(table: KeypointTable, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,8 +465,10 @@ def split_rows(table: KeypointTable, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def content_groups(hashes: list[str]) -> np.ndarray:
-    """One group id per row: rows linked by a chain of near-copy hashes share it (union-find)."""
-    parent = list(range(len(hashes)))
+    """One group id per row: rows linked by a chain of near-copy hashes share it (union-find over
+    the distinct hashes: the persons of one photo share its hash)."""
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    parent = list(range(len(unique)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -412,9 +476,9 @@ def content_groups(hashes: list[str]) -> np.ndarray:
             i = parent[i]
         return i
 
-    for a, b in zip(*np.nonzero(hash_distance(hashes) <= NEAR_COPY_BITS)):
+    for a, b in zip(*np.nonzero(hash_distance(list(unique)) <= NEAR_COPY_BITS)):
         parent[root(int(a))] = root(int(b))
-    return np.array([root(i) for i in range(len(hashes))])
+    return np.array([root(int(i)) for i in inverse.reshape(-1)])
 
 
 def split_negatives(table: KeypointTable) -> tuple[np.ndarray, np.ndarray]:
@@ -422,10 +486,15 @@ def split_negatives(table: KeypointTable) -> tuple[np.ndarray, np.ndarray]:
     photo, and its near copies where hashes exist, on one side), ``NEGATIVE_HOLDOUT`` held out."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    groups = content_groups(table.image_hashes) if table.image_hashes else np.unique(table.image_names,
-                                                                                      return_inverse=True)[1]  # fmt: skip
     splitter = GroupShuffleSplit(n_splits=1, test_size=NEGATIVE_HOLDOUT, random_state=SEED_SPLIT["random_state"])
-    return next(splitter.split(table.keypoints, groups=groups))
+    return next(splitter.split(table.keypoints, groups=_negative_groups(table)))
+
+
+def _negative_groups(table: KeypointTable) -> np.ndarray:
+    """Group id per negative row: its photo (and the photo's near copies, where hashes exist)."""
+    if table.image_hashes:
+        return content_groups(table.image_hashes)
+    return np.unique(table.image_names, return_inverse=True)[1].reshape(-1)
 
 
 def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | None) -> KeypointTable:
@@ -492,13 +561,25 @@ def train_classifier(
     classes = sorted({label for table in tables for label in table.labels})
     if len(classes) < 2:
         raise InputError(f"{csv_paths[0]}: needs at least two labels, found {classes}")
-    splits = [split_table(table, classes) for table in tables]
+    if negatives and "none" in classes:
+        raise InputError("'none' is the label of no known pose: rename that class in the CSV")
+    labels_of = [np.array([classes.index(label) for label in table.labels]) for table in tables]
+    parts, row_groups = split_sources(tables, classes)
+    splits = [(t.keypoints[train], t.keypoints[test], y[train], y[test]) for t, y, (train, test) in
+              zip(tables, labels_of, parts)]  # fmt: skip
+    starts = np.cumsum([0] + [len(t.labels) for t in tables])
     x_train = np.concatenate([s[0] for s in splits])
     y_train = np.concatenate([s[2] for s in splits])
+    groups = np.concatenate([row_groups[start + train] for start, (train, _) in zip(starts, parts)])
     negative_tables = [read_negatives(src, pose_model) for src in negatives or []]
-    negative_splits = [tuple(t.keypoints[rows] for rows in split_negatives(t)) for t in negative_tables]
-    rejects = bool(negative_splits)
+    rejects = bool(negative_tables)
     none = len(classes)  # the "none" output's index, with negatives
+    negative_splits = []
+    for table in negative_tables:
+        train, held = split_negatives(table)
+        negative_splits.append((table.keypoints[train], table.keypoints[held]))
+        photo = _negative_groups(table)[train]
+        groups = np.concatenate([groups, photo + groups.max() + 1])  # a photo's persons in one fold
     if rejects:
         x_neg = np.concatenate([s[0] for s in negative_splits])
         x_train = np.concatenate([x_train, x_neg])
@@ -511,7 +592,7 @@ def train_classifier(
 
     reject = validation = None
     if rejects:
-        threshold, validation = _validate_threshold(fit, x_train, y_train, none, max_false_accept, seed)
+        threshold, validation = _validate_threshold(fit, x_train, y_train, groups, none, max_false_accept, seed)
         reject = {"threshold": threshold, "none_column": none, "min_body_keypoints": MIN_BODY,
                   "max_false_accept": max_false_accept}  # fmt: skip
     trained = fit(x_train, y_train)
@@ -540,7 +621,8 @@ def train_classifier(
         model=model, classes=classes, train_rows=len(y_train), test_rows=len(y_test), accuracy=head["accuracy"],
         accuracy_two_missing=head["accuracy_two_missing"], accuracy_mirrored=head["accuracy_mirrored"],
         per_class=per_class, confusion=confusion, sources=sources,
-        split={**SEED_SPLIT, "stratify": True, "shuffle": True}, seconds=0.0, extra=dict(trained.settings),
+        split={**SEED_SPLIT, "stratify": True, "shuffle": True, "rule": SPLIT_RULE}, seconds=0.0,
+        extra=dict(trained.settings),
     )  # fmt: skip
     if rejects:
         held = np.concatenate([s[1] for s in negative_splits])
@@ -578,15 +660,15 @@ def _accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return round(float((pred == truth).mean()), 4)
 
 
-def _validate_threshold(fit: Any, x: np.ndarray, y: np.ndarray, none: int, max_false_accept: float,
-                        seed: int) -> tuple[float, dict[str, Any]]:  # fmt: skip
-    """Out-of-fold known-pose scores of every training row (``FOLDS`` stratified folds), and the
-    threshold ``choose_threshold`` picks from them."""
-    from sklearn.model_selection import StratifiedKFold
+def _validate_threshold(fit: Any, x: np.ndarray, y: np.ndarray, groups: np.ndarray, none: int,
+                        max_false_accept: float, seed: int) -> tuple[float, dict[str, Any]]:  # fmt: skip
+    """Out-of-fold known-pose scores of every training row (``FOLDS`` stratified folds that keep each
+    group, a photo and its copies, in one fold), and the threshold ``choose_threshold`` picks from them."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     known = np.zeros(len(y), np.float32)
     correct = np.zeros(len(y), bool)
-    for train, held in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+    for train, held in StratifiedGroupKFold(FOLDS, shuffle=True, random_state=seed).split(x, y, groups):
         probs = fit(x[train], y[train]).probs(x[held])
         known[held] = 1 - probs[:, none]
         correct[held] = probs[:, :none].argmax(1) == y[held]

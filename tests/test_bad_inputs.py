@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -524,6 +525,26 @@ def test_folder_with_bad_files_keeps_going(yolo11_onnx: Path, samples: list[Path
                      "error: 2 of 4 images failed and were skipped; the other 2 were processed"]  # fmt: skip
     assert [Path(r["image"]).name for r in json.loads((out / "r.json").read_text())] == ["a.jpg", "d.jpg"]
     assert sorted(p.name for p in (out / "annotated").iterdir()) == ["a.jpg", "d.jpg"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_folder_run_leaves_no_json(yolo11_onnx: Path, samples: list[Path], tmp_path: Path,
+                                               sig: signal.Signals) -> None:  # fmt: skip
+    """Results go to disk as they are made; a run cut short leaves no file at the --json path, not even
+    a partial one, and an earlier file there is kept as it was."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(200):
+        (src / f"{i:03d}.jpg").symlink_to(samples[0])
+    out = tmp_path / "r.json"
+    out.write_text("earlier")
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", str(src), "-m", str(yolo11_onnx),
+                             "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().endswith("000.jpg: 4 person(s)\n")  # the run is under way
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr == "error: aborted\n"
+    assert out.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.json"]
 
 
 def test_dataset_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:

@@ -113,7 +113,9 @@ def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["rows"] == 1006 and report["accuracy"] >= 0.95 and report["classes"][-1] == "none"
-    assert np.array(report["confusion"]).sum() == 1006 and report["no_pose"] == np.array(report["confusion"])[:, -1].sum()
+    assert (
+        np.array(report["confusion"]).sum() == 1006 and report["no_pose"] == np.array(report["confusion"])[:, -1].sum()
+    )
 
 
 def test_csv_without_conf_marks_placed_points() -> None:

@@ -126,7 +126,8 @@ def test_label_hold_timer_restarts_when_the_pose_changes(yolo11_onnx: Path, samp
     assert labels[:30] == [None] * 30 and labels[-1] == "Tree"
     assert {p["id"] for p in main} == {main[0]["id"]}  # one person throughout: the pose changed, not the person
     change = labels.index("Tree")
-    assert 30 < change <= 30 + TrackOptions().hysteresis  # held back by the hysteresis, then shown
+    # held back by the hysteresis (5 votes) and the smoothing's glide from one pose to the next, then shown
+    assert 30 + TrackOptions().hysteresis - 1 <= change < 45
     assert set(labels[change:]) == {"Tree"}
     seconds = [p["label_seconds"] for p in main]
     assert seconds[0] == 0 and seconds[change] == 0 and seconds[change - 1] == pytest.approx((change - 1) / 25)
