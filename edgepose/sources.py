@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import overload
 
 import cv2
 import numpy as np
@@ -75,14 +77,46 @@ def quiet_decoders() -> None:
         logging.setLogLevel(logging.LOG_LEVEL_SILENT)
 
 
-def list_images(source: str | os.PathLike) -> list[Path]:
+class ImageFolder(Sequence[Path]):
+    """A folder's image files in sorted order, as a sequence of paths. The names are held in one numpy
+    array of fixed-width bytes (about 1 MB for 100,000 files, where Path objects take 25 MB), read
+    from the folder in two passes without a list, so a run over a huge folder does not grow with it;
+    each Path is made when it is asked for."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        count = width = 0
+        for name in self._names():
+            count, width = count + 1, max(width, len(name))
+        if not count:
+            raise InputError(f"no images in folder: {folder}")
+        self.names = np.fromiter(self._names(), dtype=f"S{width}", count=count)
+        self.names.sort()  # bytes of UTF-8 names sort as the names do
+
+    def _names(self) -> Iterator[bytes]:
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                    yield os.fsencode(entry.name)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self.folder / os.fsdecode(name) for name in self.names[index]]
+        return self.folder / os.fsdecode(self.names[index])
+
+
+def list_images(source: str | os.PathLike) -> Sequence[Path]:
     """The image files a SOURCE names: the file itself, or a folder's images in sorted order."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise InputError(f"no images in folder: {source}")
-        return files
+        return ImageFolder(source)
     if not source.exists():
         raise InputError(f"no such file or folder: {source}")
     return [source]

@@ -531,7 +531,8 @@ def test_folder_with_bad_files_keeps_going(yolo11_onnx: Path, samples: list[Path
 def test_interrupted_folder_run_leaves_no_json(yolo11_onnx: Path, samples: list[Path], tmp_path: Path,
                                                sig: signal.Signals) -> None:  # fmt: skip
     """Results go to disk as they are made; a run cut short leaves no file at the --json path, not even
-    a partial one, and an earlier file there is kept as it was."""
+    a partial one, and an earlier file there is kept as it was. --save keeps the annotated images of
+    the photos done, each complete (written under a temporary name, then renamed)."""
     src = tmp_path / "in"
     src.mkdir()
     for i in range(200):
@@ -539,12 +540,15 @@ def test_interrupted_folder_run_leaves_no_json(yolo11_onnx: Path, samples: list[
     out = tmp_path / "r.json"
     out.write_text("earlier")
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", str(src), "-m", str(yolo11_onnx),
-                             "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             "--json", str(out), "--save", str(tmp_path / "annotated")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().endswith("000.jpg: 4 person(s)\n")  # the run is under way
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and stderr == "error: aborted\n"
-    assert out.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["in", "r.json"]
+    assert out.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["annotated", "in", "r.json"]
+    saved = sorted((tmp_path / "annotated").iterdir())
+    assert 1 <= len(saved) < 200 and all(p.suffix == ".jpg" and cv2.imread(str(p)) is not None for p in saved)
 
 
 def test_dataset_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:

@@ -265,19 +265,30 @@ def test_stream_modules_are_torch_free() -> None:
     assert "starlette" in loaded and not loaded & {"torch", "ultralytics", "torchvision"}
 
 
-def test_interrupting_a_file_keeps_nothing(yolo11_onnx: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "to_file"), [(signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_interrupting_a_file_keeps_nothing(yolo11_onnx: Path, tmp_path: Path, sig: signal.Signals,
+                                           to_file: bool) -> None:  # fmt: skip
+    """A video file cut short by Ctrl-C or SIGTERM failed: no annotated video and no JSON are left,
+    not even partial ones (JSON Lines already printed on stdout are the pipe's)."""
     from edgepose.video import sample_video
 
     long = sample_video(tmp_path / "long.mp4", frames_each=150, size=(320, 180))
     out = tmp_path / "out"
+    target = out / "frames.json" if to_file else "-"
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", str(long), "-m", str(yolo11_onnx),
-                             "--save", str(out), "--json", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    assert json.loads(proc.stdout.readline())["frame"] == 0
-    proc.send_signal(signal.SIGINT)
+                             "--save", str(out), "--json", str(target)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    if to_file:  # under way once the temporary JSON holds a record
+        partial = out / ".frames.json.partial"
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size > 100) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    else:
+        assert json.loads(proc.stdout.readline())["frame"] == 0
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and stderr == "error: aborted\n"
-    assert not out.exists() or not list(out.iterdir())  # no video, not even a partial one
+    assert not out.exists() or not list(out.iterdir())  # no video, no JSON, not even partial ones
 
 
 def test_openvino_async_requests_give_the_same_persons(predictor: edgepose.PosePredictor, yolo11_onnx: Path,
