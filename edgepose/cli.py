@@ -417,8 +417,9 @@ def dataset(images_dir: str, model: str, imgsz: int | None, engine: dict[str, An
         jobs = [(folder.name, path) for folder in folders for path in list_images(folder)]  # empty class: error
         classes = [folder.name for folder in folders]
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    done = table_from_images(predictor, jobs, all_persons, progress=lambda x: _progress(x, "dataset"))
-    for message in done.failed + done.no_person:
+    done = table_from_images(predictor, jobs, all_persons, progress=lambda x: _progress(x, "dataset"),
+                             on_failure=lambda message: click.echo(f"warning: skipped {message}", err=True))  # fmt: skip
+    for message in done.no_person:
         click.echo(f"warning: skipped {message}", err=True)
     if done.table is None:
         raise InputError(f"no person found in any image under {root}")

@@ -84,6 +84,8 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
             labels.append(row["label"])
             rows.append(values)
             if with_hash:
+                if len(row["image_hash"] or "") != 64 or any(c not in "0123456789abcdef" for c in row["image_hash"]):
+                    raise InputError(f"{path}:{line}: image_hash must be 64 hex digits (as edgepose dataset writes)")
                 hashes.append(row["image_hash"])
     if not rows:
         raise InputError(f"{path}: no rows")
@@ -127,10 +129,12 @@ class Extraction:
 
 
 def table_from_images(predictor: Any, jobs: Iterable[tuple[str, Path]], all_persons: bool = False,
-                      progress: Callable[[list], Iterable] = iter) -> Extraction:  # fmt: skip
+                      progress: Callable[[list], Iterable] = iter,
+                      on_failure: Callable[[str], None] | None = None) -> Extraction:  # fmt: skip
     """Keypoint rows of (label, image) jobs through a pose predictor, each with the photo's hash.
 
-    One unreadable image does not end the run: it is listed in ``failed`` with its reason."""
+    One unreadable image does not end the run: it is listed in ``failed`` with its reason (and
+    passed to ``on_failure`` at once, so a long run reports it when it happens)."""
     from .sources import read_image
 
     jobs = list(jobs)
@@ -141,6 +145,8 @@ def table_from_images(predictor: Any, jobs: Iterable[tuple[str, Path]], all_pers
             result = predictor(image, name=str(path))
         except InputError as exc:
             done.failed.append(str(exc))
+            if on_failure:
+                on_failure(str(exc))
             continue
         found = person_rows(result, all_persons)
         if not found:

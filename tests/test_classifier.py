@@ -10,9 +10,9 @@ import pytest
 
 import edgepose
 from edgepose.classifier import KeypointClassifier
-from edgepose.keypoint_csv import read_table
+from edgepose.keypoint_csv import KeypointTable, format_table, read_table
 
-from .conftest import ROOT, SHARED_DATA, require_shared
+from .conftest import ROOT, SHARED_DATA, assert_one_line_error, require_shared
 from .conftest import edgepose_cli as run
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
@@ -187,6 +187,14 @@ def test_dataset_builder_round_trip(yolo11_onnx: Path, samples: list[Path], tmp_
     assert 0 <= table.keypoints[..., :2].min() and table.keypoints[..., :2].max() <= 1
     assert table.image_hashes is not None and len(set(table.image_hashes)) == 2  # two photos, two hashes
     assert run("eval", YOGA, out).returncode == 0  # the CSV it writes is one eval reads
+
+
+def test_a_malformed_image_hash_is_a_one_line_error(tmp_path: Path) -> None:
+    text = format_table(KeypointTable(["a.jpg"], ["Tree"], np.ones((1, 17, 3), np.float32), ["ab" * 32]))
+    (tmp_path / "good.csv").write_text(text)
+    assert read_table(tmp_path / "good.csv").image_hashes == ["ab" * 32]
+    (tmp_path / "bad.csv").write_text(text.replace("ab" * 32, "not-a-hash"))
+    assert_one_line_error(run("eval", YOGA, tmp_path / "bad.csv"), 3, "bad.csv:2: image_hash must be 64 hex digits")
 
 
 def test_dataset_of_a_flat_folder_keeps_every_person(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
