@@ -11,7 +11,7 @@
    photo); the threshold comes from out-of-fold predictions of those rows (folds by photo).
 3. Measured on what training never saw: the seed CSV's test split (20 %, stratified,
    random_state 2022; with 2 body keypoints missing, 5 draws; mirrored), and end to end (image ->
-   pose -> classifier, through ``edgepose.load(..., classifier=)``) on yoga-train's held-out photos
+   pose -> classifier, through the runtime's predictor and classifier) on yoga-train's held-out photos
    (the most confident person must get the folder's label; "no known pose" counts as wrong) and on
    the held-out everyday photos (share of persons scoring >= 0.5 given a yoga label), plus both
    against the threshold. ``--ship`` copies the MLP to models/yoga-classifier.* first, so the
@@ -34,14 +34,8 @@ import numpy as np
 
 import edgepose
 from edgepose.classifier import KeypointClassifier
-from edgepose.export.classifier import (
-    MODELS,
-    drop_keypoints,
-    split_negatives,
-    split_rows,
-    split_sources,
-    train_classifier,
-)
+from edgepose.export.classifier import MODELS, drop_keypoints, mirror, train_classifier
+from edgepose.export.classifier_data import split_negatives, split_rows, split_sources
 from edgepose.integrity import write_checksum
 from edgepose.keypoint_csv import format_table, read_table, table_from_images
 from edgepose.sources import list_images
@@ -78,24 +72,23 @@ def held_out_photos(data: Path, seed_csv: Path, yoga_csv: Path,
 
 
 def end_to_end(graph: Path, pose_model: str, photos: list[tuple[Path, str]], everyday: list[Path]) -> dict:
-    """Image -> pose -> classifier through the runtime; figures at the graph's threshold and the curve."""
-    predictor = edgepose.load(pose_model, classifier=str(graph))
-    clf = predictor.classifier
+    """Image -> pose -> classifier through the runtime (the predictor's pose, the classifier's one
+    ``decide`` call per image); figures at the graph's threshold and the curve against it."""
+    predictor, clf = edgepose.load(pose_model), KeypointClassifier(graph)
     yoga_rows = []  # (pose_score, label right given a known pose) of each photo's most confident person
     for path, label in photos:
         result = predictor(path)
         if not result.persons:
             yoga_rows.append((0.0, False))
             continue
-        person = max(result.persons, key=lambda p: p.score)
-        best, probs, known = clf.decide(_contract(person.keypoints[None], result))
+        _, probs, known = clf.decide(result.keypoints_xyn([max(result.persons, key=lambda p: p.score)]))
         yoga_rows.append((float(known[0]), clf.names[int(probs[0].argmax())] == label))
     everyday_scores = []
     for path in everyday:
         result = predictor(path)
         persons = [p for p in result.persons if p.score >= PERSON_SCORE]
         if persons:
-            everyday_scores += list(clf.decide(_contract(np.stack([p.keypoints for p in persons]), result))[2])
+            everyday_scores += list(clf.decide(result.keypoints_xyn(persons))[2])
     known_yoga = np.array([k for k, _ in yoga_rows])
     right = np.array([r for _, r in yoga_rows])
     known_everyday = np.array(everyday_scores)
@@ -109,17 +102,8 @@ def end_to_end(graph: Path, pose_model: str, photos: list[tuple[Path, str]], eve
             "everyday_labelled": round(float((known_everyday >= t).mean()), 4), "curve": curve}  # fmt: skip
 
 
-def _contract(kpts: np.ndarray, result: edgepose.Result) -> np.ndarray:
-    out = kpts.astype(np.float32)
-    out[..., 0] /= result.width
-    out[..., 1] /= result.height
-    return out
-
-
 def seed_figures(graph: Path, seed_csv: Path) -> dict:
     """The seed CSV's test split: accuracy ("no known pose" wrong), 2 body keypoints missing (5 draws), mirrored."""
-    from edgepose.export.classifier import mirror
-
     clf = KeypointClassifier(graph)
     table = read_table(seed_csv)
     y = np.array([clf.names.index(label) for label in table.labels])

@@ -73,10 +73,7 @@ class KeypointClassifier:
         """Set ``label``, ``label_score`` (and ``pose_score``) on every person (one batched call)."""
         if not result.persons:
             return result
-        kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
-        kpts[..., 0] /= result.width
-        kpts[..., 1] /= result.height
-        best, probs, known = self.decide(kpts)
+        best, probs, known = self.decide(result.keypoints_xyn())
         for i, person in enumerate(result.persons):
             self.label(person, int(best[i]), probs[i], None if known is None else float(known[i]))
         return result

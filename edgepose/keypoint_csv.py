@@ -109,13 +109,9 @@ def format_table(table: KeypointTable, keypoint_names: tuple[str, ...] = COCO_KE
 def person_rows(result: Result, all_persons: bool) -> list[np.ndarray]:
     """Keypoint rows of a result in the CSV's units: the most confident person, or every person."""
     persons = result.persons if all_persons else sorted(result.persons, key=lambda p: -p.score)[:1]
-    rows = []
-    for person in persons:
-        kpts = person.keypoints.astype(np.float32)
-        kpts[:, 0] /= result.width
-        kpts[:, 1] /= result.height
+    rows = list(result.keypoints_xyn(persons))
+    for kpts in rows:
         kpts[kpts[:, 2] < 0.5, :2] = 0  # Ultralytics' xyn convention: an unplaced point is 0,0
-        rows.append(kpts)
     return rows
 
 

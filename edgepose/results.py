@@ -84,5 +84,15 @@ class Result:
         out["persons"] = [p.to_dict() for p in self.persons]
         return out
 
+    def keypoints_xyn(self, persons: list[Person] | None = None) -> np.ndarray:
+        """Keypoints [N, K, 3] of ``persons`` (default: all) with x / width, y / height (Ultralytics'
+        ``xyn``) and conf: the units of keypoint CSVs and of the classifier graph's input."""
+        persons = self.persons if persons is None else persons
+        if not persons:
+            return np.zeros((0, 0, 3), np.float32)
+        kpts = np.stack([p.keypoints for p in persons]).astype(np.float32)
+        kpts[..., :2] /= np.array([self.width, self.height], np.float32)
+        return kpts
+
     def __len__(self) -> int:
         return len(self.persons)

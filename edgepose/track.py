@@ -275,11 +275,8 @@ class Stabilizer:
         return result
 
     def _relabel(self, result: Result, tracks: list[Track], time: float) -> None:
-        kpts = np.stack([p.keypoints for p in result.persons]).astype(np.float32)
-        kpts[..., 0] /= result.width
-        kpts[..., 1] /= result.height
         clf = self.classifier
-        best, probs, known = clf.decide(kpts)  # type: ignore[attr-defined]
+        best, probs, known = clf.decide(result.keypoints_xyn())  # type: ignore[attr-defined]
         for i, (person, track) in enumerate(zip(result.persons, tracks)):
             if track.label is None or track.returned:  # a person back after a gap holds nothing yet
                 track.label = LabelHysteresis(self.options.hysteresis)

@@ -1,53 +1,30 @@
-"""Train the keypoint classifier and export it as a self-contained ONNX graph.
-
-The graph's contract: input ``keypoints`` float32 [N, K, 3] (x, y normalised by image width and
-height, keypoint confidence), output ``probs`` float32 [N, C] — or [N, C + 1] for a classifier
-trained with negatives, whose last column is the probability of "none of these" and whose
-metadata ``reject`` holds the threshold the runtime compares ``1 - probs[:, C]`` with.
-Missing-keypoint masking, the position/size normalisation and the rule that a person with too
-few body keypoints holds no known pose are operations inside the graph, so the runtime only
-feeds keypoints.
-"""
+"""Train the keypoint classifier (MLP or SVC, optionally with a "none of these" outcome learnt from
+negatives) and export it as a self-contained ONNX graph (``classifier_graph``), measured on the
+hold-outs ``classifier_data`` keeps."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgepose import __version__
-from edgepose.classifier import CLASSIFIER_TASK, per_class_report
+from edgepose.classifier import per_class_report
 from edgepose.errors import ExportError, InputError, MissingExtraError
 from edgepose.integrity import write_checksum
-from edgepose.keypoint_csv import KeypointTable, hash_distance, read_table, table_from_images
-from edgepose.keypoints import COCO_FLIP_INDEX, COCO_KEYPOINTS
+from edgepose.keypoint_csv import read_table
+from edgepose.keypoints import COCO_FLIP_INDEX
 from edgepose.metadata import sha256_file
 
-from .pose import set_metadata
+from .classifier_data import SEED_SPLIT, SPLIT_RULE, negative_groups, read_negatives, split_negatives, split_sources
+from .classifier_graph import BODY, MIN_BODY, MlpModel, SvcModel, build_network, features_of, pose_features, write_graph
 
-CONF_THRESHOLD = 0.5  # below this a keypoint counts as missing, as Ultralytics' xyn zeroes it
-BODY = np.arange(5, 17)  # shoulders to ankles: the points drop-out removes
-MIN_BODY = 4  # a person with fewer placed body keypoints holds no known pose (classifiers with negatives)
-# Limb segments whose directions the features carry beside the positions: the joint angles that tell a
-# yoga pose from a stance are then one layer away, not a function the network must build from coordinates.
-LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12), (5, 11),
-         (6, 12), (0, 5), (0, 6))  # fmt: skip
-SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
-SPLIT_RULE = ("CSVs split together: rows linked by label and image name or near-copy hashes stay on one side; the "
-              "first CSV's split (seed rows, or by content where it has hashes) decides, later CSVs' other rows "
-              "are split the same way")  # fmt: skip
-NEAR_COPY_BITS = 12  # image hashes (256 bits) this close are one photo resized/re-encoded: one side of a split
-NEGATIVE_HOLDOUT = 0.5  # share of each negative source's images kept out of training, for the false-accept figure
 MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
 FOLDS = 5  # out-of-fold predictions on the training rows choose the threshold
 MODELS = ("mlp", "svc")
-OPSET = 17
 
 
 def _require() -> None:
@@ -56,104 +33,6 @@ def _require() -> None:
             __import__(module)
         except ImportError:
             raise MissingExtraError("export", module) from None
-
-
-def pose_features() -> Any:
-    """The in-graph feature step shared by every classifier kind (a torch module)."""
-    import torch
-    from torch import nn
-
-    first, second = (torch.tensor([limb[i] for limb in LIMBS]) for i in (0, 1))
-
-    class PoseFeatures(nn.Module):
-        """Keypoints relative to the centre of the present points, divided by their RMS spread;
-        missing points (conf below threshold, or at 0,0) become 0 and are flagged in a mask; then
-        the unit direction of each limb whose two ends are present, and a mask of those limbs."""
-
-        def forward(self, kp: torch.Tensor) -> torch.Tensor:
-            xy, conf = kp[..., :2], kp[..., 2]
-            present = (conf >= CONF_THRESHOLD) & ((xy[..., 0] != 0) | (xy[..., 1] != 0))
-            mask = present.to(kp.dtype).unsqueeze(-1)
-            count = mask.sum(1).clamp(min=1.0)
-            centre = (xy * mask).sum(1) / count
-            rel = (xy - centre.unsqueeze(1)) * mask
-            scale = torch.sqrt((rel**2).sum((1, 2)) / count[:, 0]).clamp(min=1e-6)
-            rel = rel / scale[:, None, None]
-            limb = rel[:, second] - rel[:, first]
-            both = mask[:, first] * mask[:, second]
-            direction = limb / torch.sqrt((limb**2).sum(-1, keepdim=True) + 1e-6) * both
-            return torch.cat([rel.flatten(1), mask.flatten(1), direction.flatten(1), both.flatten(1)], 1)
-
-    return PoseFeatures()
-
-
-def mirror_pair() -> Any:
-    """keypoints [N, K, 3] -> [2N, K, 3]: the persons, then the same persons seen in a mirror (as
-    ``mirror``). The classes are mirror-symmetric (Tree on either leg), so the graph averages both
-    views' probabilities (``finish``): a mirrored person gets exactly the same answer."""
-    import torch
-    from torch import nn
-
-    flip = torch.tensor(COCO_FLIP_INDEX)
-
-    class MirrorPair(nn.Module):
-        def forward(self, kp: torch.Tensor) -> torch.Tensor:
-            out = kp[:, flip]
-            present = (out[..., 0] != 0) | (out[..., 1] != 0)
-            x = torch.where(present, 1 - out[..., 0], torch.zeros_like(out[..., 0]))
-            return torch.cat([kp, torch.cat([x.unsqueeze(-1), out[..., 1:]], -1)], 0)
-
-    return MirrorPair()
-
-
-def finish(num_keypoints: int, rejects: bool) -> Any:
-    """The graph's last step: the mean of the two views' probabilities ([2N] -> [N]); for a
-    classifier with a "none" column, a person with fewer than ``MIN_BODY`` placed body keypoints
-    gets "none" with probability 1 (too little of the body to tell any pose)."""
-    import torch
-    from torch import nn
-
-    body = slice(2 * num_keypoints + int(BODY[0]), 3 * num_keypoints)  # the body's part of the features' mask
-
-    class Finish(nn.Module):
-        def forward(self, features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-            probs = probs.reshape(2, -1, probs.shape[-1]).mean(0)
-            if not rejects:
-                return probs
-            first = features.reshape(2, -1, features.shape[-1])[0]
-            enough = (first[:, body].sum(1, keepdim=True) >= MIN_BODY).to(probs.dtype)
-            return torch.cat([probs[:, :-1] * enough, 1 - (1 - probs[:, -1:]) * enough], 1)
-
-    return Finish()
-
-
-def build_network(num_keypoints: int, num_outputs: int, hidden: int = 256, rejects: bool = False) -> Any:
-    """Features (masking + normalisation + limb directions) -> two hidden layers (hidden, hidden/2)
-    -> softmax over both mirror views, averaged (``finish``); with ``rejects`` the last output is "none"."""
-    import torch
-    from torch import nn
-
-    width = num_keypoints * 3 + len(LIMBS) * 3
-
-    class Classifier(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.pair = mirror_pair()
-            self.features = pose_features()
-            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.2),
-                                     nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Dropout(0.2),
-                                     nn.Linear(hidden // 2, num_outputs))  # fmt: skip
-            self.finish = finish(num_keypoints, rejects)
-
-        def forward(self, kp: Any) -> Any:
-            """Logits of one view while training (the augmentation mirrors); ``probs`` is the graph."""
-            return self.mlp(self.features(kp))
-
-        def probs(self, kp: Any) -> Any:
-            features = self.features(self.pair(kp))
-            return self.finish(features, torch.softmax(self.mlp(features), 1))
-
-    return Classifier()
 
 
 def mirror(kpts: np.ndarray) -> np.ndarray:
@@ -209,141 +88,6 @@ class TrainReport:
         return asdict(self)
 
 
-class MlpModel:
-    """The trained network; its whole forward pass (features and gate included) exports from torch."""
-
-    kind = "mlp"
-
-    def __init__(self, net: Any, settings: dict[str, Any]) -> None:
-        self.net, self.settings = net, settings
-
-    def probs(self, kpts: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.net.probs(torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))).numpy()
-
-    def to_onnx(self) -> Any:
-        import torch
-
-        class Probs(torch.nn.Module):
-            def __init__(self, net: Any) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, keypoints: Any) -> Any:
-                return self.net.probs(keypoints)
-
-        return _torch_to_onnx(Probs(self.net).eval(), {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "probs")
-
-
-class SvcModel:
-    """sklearn SVCs on the same in-graph features: the mirror pair and features, and the finishing
-    step, export from torch, the SVCs from skl2onnx, and the graphs are joined with onnx.compose.
-
-    With negatives there are two: the poses' SVC (trained on the poses alone) and a known-vs-none
-    SVC, joined as P(pose) = P(pose | known) x P(known). One SVC over the poses and "none" was
-    measured first: its sigmoid-calibrated "none" probability bunched most persons' known-pose score
-    near 0.9, so the threshold that stops passers-by rejected 13 of the seed's 202 test rows."""
-
-    kind = "svc"
-
-    def __init__(self, svc: Any, settings: dict[str, Any], known: Any = None) -> None:
-        from torch import nn
-
-        self.svc, self.known, self.settings = svc, known, settings
-        self.features = pose_features().eval()
-        self.paired = nn.Sequential(mirror_pair(), self.features).eval()
-        self.end = _svc_end(len(COCO_KEYPOINTS), known is not None).eval()
-
-    def probs(self, kpts: np.ndarray) -> np.ndarray:
-        import torch
-
-        features = _features(self.paired, kpts)
-        scores = [torch.from_numpy(m.predict_proba(features).astype(np.float32)) for m in self._svcs()]
-        with torch.inference_mode():
-            return self.end(torch.from_numpy(features), *scores).numpy()
-
-    def _svcs(self) -> list[Any]:
-        return [self.svc] + ([self.known] if self.known is not None else [])
-
-    def to_onnx(self) -> Any:
-        import onnx
-        from skl2onnx import convert_sklearn
-        from skl2onnx.common.data_types import FloatTensorType
-
-        merged = _torch_to_onnx(self.paired, {"keypoints": (2, len(COCO_KEYPOINTS), 3)}, "features")
-        width = self.svc.n_features_in_
-        kept = ["features"]
-        for model, prefix in zip(self._svcs(), ("svc_", "known_")):
-            with warnings.catch_warnings():  # skl2onnx reads SVC attributes sklearn 1.9 marks as deprecated
-                warnings.simplefilter("ignore", FutureWarning)
-                graph = convert_sklearn(model, initial_types=[("features", FloatTensorType([None, width]))],
-                                        options={id(model): {"zipmap": False}},
-                                        target_opset={"": OPSET, "ai.onnx.ml": 3})  # fmt: skip
-            graph = onnx.version_converter.convert_version(graph, OPSET)  # skl2onnx picks the lowest opset that works
-            graph.ir_version = merged.ir_version
-            graph = onnx.compose.add_prefix(graph, prefix)
-            kept.append(f"{prefix}probabilities")
-            merged = onnx.compose.merge_models(merged, graph, io_map=[("features", f"{prefix}features")], outputs=kept)
-        shapes = {"features": (4, width), "scores": (4, len(self.svc.classes_))}
-        if self.known is not None:
-            shapes["known"] = (4, 2)
-        end = _torch_to_onnx(self.end, shapes, "probs")
-        end.ir_version = merged.ir_version
-        end = onnx.compose.add_prefix(end, "end_")
-        wanted = {i.name for i in end.graph.input}  # without "none" the finishing step takes no features
-        io_map = [(a, b) for a, b in zip(kept, ("end_features", "end_scores", "end_known")) if b in wanted]
-        merged = onnx.compose.merge_models(merged, end, outputs=["end_probs"], io_map=io_map)
-        for node in merged.graph.node:
-            node.output[:] = ["probs" if o == "end_probs" else o for o in node.output]
-        merged.graph.output[0].name = "probs"
-        return merged
-
-
-def _svc_end(num_keypoints: int, two_stage: bool) -> Any:
-    """The SVC graph's last step: with a known-vs-none SVC, the joint [P(pose) x P(known), P(none)]
-    (its classes are 0: none, 1: known), then ``finish``."""
-    import torch
-    from torch import nn
-
-    done = finish(num_keypoints, two_stage)
-
-    class End(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.finish = done
-
-        def forward(self, features: torch.Tensor, scores: torch.Tensor, *known: torch.Tensor) -> torch.Tensor:
-            if known:
-                scores = torch.cat([scores * known[0][:, 1:], known[0][:, :1]], 1)
-            return self.finish(features, scores)
-
-    return End()
-
-
-def _torch_to_onnx(module: Any, inputs: dict[str, tuple[int, ...]], output: str) -> Any:
-    """Export a module with a dynamic batch (first axis of every input and the output), in memory."""
-    import io
-
-    import onnx
-    import torch
-
-    buffer = io.BytesIO()
-    dummies = tuple(torch.zeros(*shape) for shape in inputs.values())
-    axes = {name: {0: f"{name}_rows"} for name in [*inputs, output]}  # features of a mirror pair have 2N rows
-    torch.onnx.export(module, dummies, buffer, input_names=list(inputs), output_names=[output],
-                      dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def _features(module: Any, kpts: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        return module(torch.from_numpy(np.ascontiguousarray(kpts, dtype=np.float32))).numpy()
-
-
 def train_mlp(x: np.ndarray, y: np.ndarray, num_outputs: int, hidden: int, epochs: int, seed: int,
               rejects: bool = False) -> MlpModel:  # fmt: skip
     """Class-weighted cross-entropy, AdamW with one-cycle LR, fresh augmentation every epoch."""
@@ -392,167 +136,13 @@ def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 30.0, rejects:
     rng = np.random.default_rng(seed)
     xa = np.concatenate([x] + [_augment(x, rng) for _ in range(SVC_COPIES)])
     ya = np.tile(y, SVC_COPIES + 1)
-    features = _features(pose_features().eval(), xa)
+    features = features_of(pose_features().eval(), xa)
     settings = {"C": c, "gamma": "scale", "augmented_copies": SVC_COPIES, "seed": seed}
     if not rejects:
         return SvcModel(calibrated().fit(features, ya), settings)
     pose = ya != ya.max()  # "none" is the last class
     known = calibrated().fit(features, pose.astype(int))
     return SvcModel(calibrated().fit(features[pose], ya[pose]), {**settings, "known_vs_none": True}, known)
-
-
-def write_graph(graph: Any, path: Path, classes: list[str], report: dict[str, Any], source: dict[str, Any],
-                reject: dict[str, Any] | None = None) -> None:  # fmt: skip
-    """Give a classifier graph its metadata, check it with onnx and write it."""
-    import onnx
-
-    meta = {
-        "task": CLASSIFIER_TASK,
-        "names": classes,
-        "keypoint_names": list(COCO_KEYPOINTS),
-        "input_contract": "keypoints float32 [N,17,3]: x/width, y/height, conf (1 if placed and no conf known)",
-        "conf_threshold": CONF_THRESHOLD,
-        "report": report,
-        "source": source,
-        "edgepose_version": __version__,
-    }
-    if reject is not None:  # the output has a last "none" column; a pose is known when 1 - none >= threshold
-        meta["reject"] = reject
-    set_metadata(graph, {key: json.dumps(value) for key, value in meta.items()})
-    onnx.checker.check_model(graph, full_check=True)
-    onnx.save(graph, str(path))
-
-
-def split_sources(
-    tables: list[KeypointTable], classes: list[str]
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """Per positives CSV: (train rows, scored held-out rows); and a group id for every row (all CSVs
-    in order), for grouped validation folds.
-
-    The CSVs may hold the same photos (the seed CSV and yoga-train do: one photo, two extractors),
-    so they are split together. Rows are linked when they share label and image name, or when
-    their photos are near copies (image hashes); a linked group is on one side. The first CSV's own
-    split (``split_rows``) decides the groups it touches and is its scored hold-out exactly (the
-    seed's 202 rows); each later CSV's rows in groups no earlier CSV decided are split the same way.
-    A CSV's scored rows are its rows in held-out groups; no row of a held-out group is trained on."""
-    starts = np.cumsum([0] + [len(t.labels) for t in tables])
-    groups = _link_rows(tables)
-    held = np.zeros(starts[-1], bool)
-    decided: set[int] = set()
-    first_test = np.zeros(0, int)
-    for i, table in enumerate(tables):
-        rows = np.arange(starts[i], starts[i + 1])
-        free = np.array([r for r in rows if groups[r] not in decided], int)
-        if len(free):
-            part = _subset(table, free - starts[i])
-            _, test = split_rows(part, np.array([classes.index(label) for label in part.labels]))
-            held[np.isin(groups, groups[free[test]])] = True
-            if i == 0:
-                first_test = free[test]
-        decided |= set(groups[rows].tolist())
-    out = []
-    for i in range(len(tables)):
-        rows = np.arange(starts[i], starts[i + 1])
-        scored = first_test if i == 0 else rows[held[rows]]
-        out.append((rows[~held[rows]] - starts[i], scored - starts[i]))
-    return out, groups
-
-
-def _subset(table: KeypointTable, rows: np.ndarray) -> KeypointTable:
-    return KeypointTable([table.image_names[i] for i in rows], [table.labels[i] for i in rows], table.keypoints[rows],
-                         None if table.image_hashes is None else [table.image_hashes[i] for i in rows])  # fmt: skip
-
-
-def _link_rows(tables: list[KeypointTable]) -> np.ndarray:
-    """Group id per row of all tables: same (label, image name), or near-copy image hashes (union-find)."""
-    parent = list(range(sum(len(t.labels) for t in tables)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[str, str], int] = {}
-    hashed: list[tuple[int, str]] = []
-    row = 0
-    for table in tables:
-        for i, key in enumerate(zip(table.labels, table.image_names)):
-            parent[root(row)] = root(first.setdefault(key, row))
-            if table.image_hashes is not None:
-                hashed.append((row, table.image_hashes[i]))
-            row += 1
-    if hashed:
-        lead: dict[int, int] = {}
-        for (row, _), group in zip(hashed, content_groups([h for _, h in hashed])):
-            parent[root(row)] = root(lead.setdefault(int(group), row))
-    return np.array([root(i) for i in range(len(parent))])
-
-
-def split_rows(table: KeypointTable, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test row indices: the seed's stratified hold-out split (20 %, random_state 2022) for
-    a CSV without image hashes; with them, the same share split by content: rows whose photos are
-    near copies (``NEAR_COPY_BITS``) stay on one side."""
-    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-
-    rows = np.arange(len(y))
-    if table.image_hashes is None:
-        train, test = train_test_split(rows, stratify=y, shuffle=True, **SEED_SPLIT)
-        return np.asarray(train), np.asarray(test)
-    folds = StratifiedGroupKFold(n_splits=round(1 / SEED_SPLIT["test_size"]), shuffle=True,
-                                 random_state=SEED_SPLIT["random_state"])  # fmt: skip
-    return next(folds.split(rows, y, content_groups(table.image_hashes)))
-
-
-def content_groups(hashes: list[str]) -> np.ndarray:
-    """One group id per row: rows linked by a chain of near-copy hashes share it (union-find over
-    the distinct hashes: the persons of one photo share its hash)."""
-    unique, inverse = np.unique(hashes, return_inverse=True)
-    parent = list(range(len(unique)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in zip(*np.nonzero(hash_distance(list(unique)) <= NEAR_COPY_BITS)):
-        parent[root(int(a))] = root(int(b))
-    return np.array([root(int(i)) for i in inverse.reshape(-1)])
-
-
-def split_negatives(table: KeypointTable) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out row indices of a negatives source, split by image (every person of one
-    photo, and its near copies where hashes exist, on one side), ``NEGATIVE_HOLDOUT`` held out."""
-    from sklearn.model_selection import GroupShuffleSplit
-
-    splitter = GroupShuffleSplit(n_splits=1, test_size=NEGATIVE_HOLDOUT, random_state=SEED_SPLIT["random_state"])
-    return next(splitter.split(table.keypoints, groups=_negative_groups(table)))
-
-
-def _negative_groups(table: KeypointTable) -> np.ndarray:
-    """Group id per negative row: its photo (and the photo's near copies, where hashes exist)."""
-    if table.image_hashes:
-        return content_groups(table.image_hashes)
-    return np.unique(table.image_names, return_inverse=True)[1].reshape(-1)
-
-
-def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | None) -> KeypointTable:
-    """People in no class: a keypoint CSV (its labels are ignored), or a folder of photos whose every
-    person the pose model finds (score >= 0.25, the runtime's default) becomes a row."""
-    source = Path(source)
-    if source.is_file():
-        return read_table(source)
-    if not source.is_dir():
-        raise InputError(f"--negatives: no such CSV or folder: {source}")
-    from edgepose.predictor import load
-    from edgepose.sources import list_images
-
-    pose_model = pose_model or "models/yolo11n-pose.onnx"
-    done = table_from_images(load(pose_model), [("none", path) for path in list_images(source)], all_persons=True)
-    if done.table is None:
-        raise InputError(f"--negatives: no person found in any image under {source}")
-    return done.table
 
 
 def choose_threshold(known: np.ndarray, correct: np.ndarray, negative: np.ndarray,
@@ -616,10 +206,10 @@ def train_classifier(
     none = len(classes)  # the "none" output's index, with negatives
     negative_splits = []
     for table in negative_tables:
-        train, held = split_negatives(table)
+        photos = negative_groups(table)
+        train, held = split_negatives(table, photos)
         negative_splits.append((table.keypoints[train], table.keypoints[held]))
-        photo = _negative_groups(table)[train]
-        groups = np.concatenate([groups, photo + groups.max() + 1])  # a photo's persons in one fold
+        groups = np.concatenate([groups, photos[train] + groups.max() + 1])  # a photo's persons in one fold
     if rejects:
         x_neg = np.concatenate([s[0] for s in negative_splits])
         x_train = np.concatenate([x_train, x_neg])
