@@ -41,7 +41,7 @@ class Backend(Protocol):
     name: str
     metadata: dict[str, str]
     input_shape: tuple[int | None, int | None]  # (h, w); None where the graph is dynamic
-    output_channels: int | None  # channels of the head output; None where dynamic
+    output_shape: tuple[int | None, ...]  # the head output's dims; None where dynamic
     providers: list[str]
 
     def run(self, tensor: np.ndarray) -> np.ndarray: ...
@@ -99,7 +99,7 @@ class OnnxRuntimeBackend:
         self.input_shape = (_fixed(h), _fixed(w))
         out = self.session.get_outputs()[0]
         self.output_names = [out.name]
-        self.output_channels = _fixed(out.shape[1]) if len(out.shape) == 3 else None
+        self.output_shape = tuple(_fixed(d) for d in out.shape)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run(self.output_names, {self.input_name: tensor})[0]
@@ -171,7 +171,7 @@ class OpenVinoBackend:
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.input_shape = (dims[2], dims[3]) if len(dims) == 4 else (None, None)
         out = model.outputs[0].get_partial_shape()
-        self.output_channels = out[1].get_length() if len(out) == 3 and out[1].is_static else None
+        self.output_shape = tuple(d.get_length() if d.is_static else None for d in out)
         self.hint, self.precision = hint, precision
 
     def run(self, tensor: np.ndarray) -> np.ndarray:

@@ -102,12 +102,20 @@ def cli() -> None:
 )
 @click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
 @click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")
+@click.option(
+    "--head",
+    type=click.Choice(["raw", "nms-free", "embedded-nms"]),
+    default=None,
+    help="Head form of the graph. raw: edgepose runs NMS (follows --conf/--iou at run time); nms-free: the "
+    "one-to-one head's own detections (YOLO26), no NMS at all; embedded-nms: NMS inside the graph, at conf 0.25 "
+    "and IoU 0.7. Default: nms-free where the checkpoint has a one-to-one head, else raw.",
+)
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics' choice).")
 @click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
 @click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
 def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, keep_float: str, report: bool,
-           images: str | None, data: str | None, imgsz: int, dynamic: bool, opset: int | None, out: str,
-           json_out: str | None) -> None:  # fmt: skip
+           images: str | None, data: str | None, imgsz: int, dynamic: bool, head: str | None, opset: int | None,
+           out: str, json_out: str | None) -> None:  # fmt: skip
     """Export a pose checkpoint (or convert an edgepose graph), each graph checked against its source."""
     from .errors import MissingExtraError
 
@@ -116,7 +124,7 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
     except ImportError as exc:
         raise MissingExtraError("export", exc.name or "a dependency") from None
     reports = export_model(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, half=half,
-                           int8=int8, calib=calib, keep_float=keep_float)  # fmt: skip
+                           int8=int8, calib=calib, keep_float=keep_float, head=head)  # fmt: skip
     payload = []
     for item in reports:
         fid = item.fidelity
@@ -424,7 +432,7 @@ def info(model: str, verify: bool) -> None:
         payload = {"model": model, **raw}
     else:
         meta = ModelMeta.parse(backend.metadata, source=model)
-        payload = {"model": model, "input_shape": list(backend.input_shape), "output_channels": backend.output_channels,
+        payload = {"model": model, "input_shape": list(backend.input_shape), "output_shape": list(backend.output_shape),
                    **meta.raw}  # fmt: skip
     click.echo(json.dumps(payload, indent=2, default=str))
 

@@ -18,7 +18,7 @@ from .errors import ModelError
 from .keypoints import COCO_KEYPOINTS, COCO_SKELETON
 
 # Keys edgepose writes beside Ultralytics' own; values are JSON.
-EDGEPOSE_KEYS = ("keypoint_names", "skeleton", "source_file", "source_sha256", "export_settings",
+EDGEPOSE_KEYS = ("head_form", "keypoint_names", "skeleton", "source_file", "source_sha256", "export_settings",
                  "edgepose_version", "fidelity")  # fmt: skip
 
 
@@ -46,7 +46,12 @@ class ModelMeta:
     keypoint_names: tuple[str, ...]
     skeleton: tuple[tuple[int, int], ...]
     end2end: bool = False
+    class_keypoint_names: dict[int, tuple[str, ...]] = field(default_factory=dict)  # where classes name them apart
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def names_of(self, cls: int) -> tuple[str, ...]:
+        """The keypoint names of one class's detections (a model of several animals may name them apart)."""
+        return self.class_keypoint_names.get(cls, self.keypoint_names)
 
     @classmethod
     def parse(cls, props: Mapping[str, str], source: str = "model") -> ModelMeta:
@@ -65,9 +70,13 @@ class ModelMeta:
         imgsz = raw.get("imgsz", (640, 640))
         imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, float)) else (int(imgsz[0]), int(imgsz[1]))
         names = {int(k): str(v) for k, v in dict(raw.get("names", {0: "person"})).items()}
+        per_class = ultralytics_keypoint_names(raw.get("kpt_names"), kpt_shape[0])
         default_names = COCO_KEYPOINTS if kpt_shape[0] == len(COCO_KEYPOINTS) else ()
-        kpt_names = tuple(raw.get("keypoint_names") or default_names) or tuple(f"kpt_{i}" for i in range(kpt_shape[0]))
-        skeleton = tuple(tuple(e) for e in raw.get("skeleton") or (COCO_SKELETON if default_names else ()))
+        kpt_names = tuple(raw.get("keypoint_names") or per_class.get(min(names, default=0)) or default_names) or tuple(
+            f"kpt_{i}" for i in range(kpt_shape[0])
+        )
+        known = COCO_SKELETON if kpt_names == COCO_KEYPOINTS else ()
+        skeleton = tuple(tuple(e) for e in raw.get("skeleton") or known)
         return cls(
             task=task,
             stride=int(raw.get("stride", 32)),
@@ -76,9 +85,22 @@ class ModelMeta:
             kpt_shape=kpt_shape,  # type: ignore[arg-type]
             keypoint_names=kpt_names,
             skeleton=skeleton,  # type: ignore[arg-type]
+            class_keypoint_names=per_class,
             end2end=bool(raw.get("end2end", False)),
             raw=raw,
         )
+
+
+def ultralytics_keypoint_names(value: Any, count: int) -> dict[int, tuple[str, ...]]:
+    """Ultralytics' ``kpt_names`` (``{class: [name, ...]}``, from the dataset yaml) where they name the
+    points: its trainer fills in ``"0", "1", ...`` when the dataset has none, and those are no names."""
+    if not isinstance(value, Mapping):
+        return {}
+    found = {}
+    for cls, names in value.items():
+        if isinstance(names, (list, tuple)) and len(names) == count and not all(str(n).isdigit() for n in names):
+            found[int(cls)] = tuple(str(n) for n in names)
+    return found
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -1,7 +1,16 @@
 """Decode the pose head, suppress duplicates and map results back to the original image.
 
-The head of an Ultralytics pose graph is ``(1, 4 + nc + K*D, N)``: box centre/size in input pixels,
-per-class scores (already sigmoid), then K keypoints of D values (x, y[, conf]) in input pixels.
+An Ultralytics pose graph ends in one of three head forms (``HEAD_FORMS``), told apart by
+``head_form`` from its metadata and output shape together:
+
+- ``raw``: ``(1, 4 + nc + K*D, N)``, one column per anchor: box centre/size in input pixels,
+  per-class scores (already sigmoid), then K keypoints of D values (x, y[, conf]) in input pixels.
+  edgepose thresholds it and runs class-aware NMS (``decode``).
+- ``nms-free`` (YOLO26's one-to-one head, ``end2end`` in the metadata) and ``embedded-nms``
+  (NMS inside the graph, ``args.nms``): ``(1, max_det, 6 + K*D)``, one row per detection: x1, y1,
+  x2, y2, score, class, then the keypoints, best first and zero-padded. Only a confidence filter is
+  left to do (``decode_rows``); an embedded-NMS graph has already dropped what scored under the
+  conf it was exported with.
 """
 
 from __future__ import annotations
@@ -11,9 +20,52 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import ModelError
+from .metadata import ModelMeta
 from .preprocess import Letterbox
 
 MAX_NMS = 30000  # candidates kept for NMS, as Ultralytics
+HEAD_FORMS = ("raw", "nms-free", "embedded-nms")
+
+
+def declared_form(meta: ModelMeta) -> str:
+    """The head form a graph's metadata declares: edgepose's ``head_form``, else Ultralytics' keys."""
+    form = meta.raw.get("head_form")
+    if form in HEAD_FORMS:
+        return str(form)
+    if meta.end2end:
+        return "nms-free"
+    args = meta.raw.get("args")
+    return "embedded-nms" if isinstance(args, dict) and args.get("nms") is True else "raw"
+
+
+def head_form(meta: ModelMeta, output_shape: tuple[int | None, ...], source: str) -> str:
+    """The form to decode: the declared one, checked against the output it has to explain.
+
+    A graph whose output fits another form than its metadata declares is refused, naming both,
+    rather than decoded as the wrong thing (boxes made of keypoints)."""
+    form = declared_form(meta)
+    nc, (k, d) = len(meta.names), meta.kpt_shape
+    raw_channels, row_width = 4 + nc + k * d, 6 + k * d
+    shape = "x".join("?" if v is None else str(v) for v in output_shape)
+    fits_raw = len(output_shape) == 3 and output_shape[1] in (None, raw_channels)
+    fits_rows = len(output_shape) == 3 and output_shape[2] in (None, row_width)
+    if form == "raw" and not fits_raw:
+        if fits_rows:
+            raise ModelError(
+                f"{source}: output {shape} is a post-NMS head (rows of box, score, class and {k}x{d} keypoints) but "
+                "its metadata says neither end2end nor nms; re-export it with Ultralytics or 'edgepose export --head'"
+            )
+        raise ModelError(
+            f"{source}: output {shape} is no pose head with {nc} classes and kpt_shape [{k}, {d}] (raw heads have "
+            f"{raw_channels} channels, post-NMS heads rows of {row_width})"
+        )
+    if form != "raw" and not fits_rows:
+        raise ModelError(
+            f"{source}: metadata says {form} but output {shape} has no rows of {row_width} "
+            f"(box, score, class and {k}x{d} keypoints){' (it is a raw head)' if fits_raw else ''}"
+        )
+    return form
 
 
 @dataclass(frozen=True)
@@ -56,6 +108,15 @@ def decode(
     boxes = np.concatenate([corner[idx, :2], corner[idx, :2] + corner[idx, 2:]], axis=1)
     kpts = pred[idx, 4 + num_classes :].reshape(len(idx), *kpt_shape).astype(np.float32)
     return Detections(boxes, scores[idx].astype(np.float32), classes[idx], kpts)
+
+
+def decode_rows(output: np.ndarray, kpt_shape: tuple[int, int], conf: float, max_det: int) -> Detections:
+    """Rows of an NMS-free or embedded-NMS head (x1, y1, x2, y2, score, class, keypoints) above ``conf``."""
+    rows = output[0] if output.ndim == 3 else output
+    rows = rows[rows[:, 4] > conf]
+    rows = rows[np.argsort(-rows[:, 4], kind="stable")][:max_det]  # graphs emit them best first; make sure
+    return Detections(rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64),
+                      rows[:, 6:].reshape(len(rows), *kpt_shape).astype(np.float32))  # fmt: skip
 
 
 def to_original(det: Detections, box: Letterbox, clip: bool = True) -> Detections:

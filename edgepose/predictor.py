@@ -16,9 +16,9 @@ import numpy as np
 
 from .backends import Backend, open_backend, resolve_backend
 from .classifier import KeypointClassifier
-from .errors import InputError, ModelError
+from .errors import InputError
 from .metadata import ModelMeta
-from .postprocess import Detections, decode, to_original
+from .postprocess import Detections, decode, decode_rows, head_form, to_original
 from .preprocess import Letterbox, letterbox_tensor
 from .results import Person, Result
 from .sources import read_image
@@ -82,9 +82,12 @@ class PosePredictor:
         self.backend: Backend = open_backend(self.model_path, backend, device=device, threads=threads, hint=hint,
                                              precision=precision, spin=spin, verify=verify)  # fmt: skip
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
-        if self.meta.end2end:
-            raise ModelError(f"{self.model_path} is an end-to-end (NMS-free) graph; export it with nms=False")
-        self._check_head()
+        self.head_form = head_form(self.meta, self.backend.output_shape, str(self.model_path))
+        if self.head_form == "embedded-nms":
+            baked = self.meta.raw.get("export_settings", {}).get("nms_conf", 0.25)  # Ultralytics' default
+            if self.conf < baked:
+                log.warning(f"{self.model_path.name} has NMS inside the graph, which dropped every score under "
+                            f"{baked}; conf {self.conf} cannot bring them back, and iou is the graph's own")  # fmt: skip
         self.input_shape, self.rect = self._input_geometry(imgsz)
         self.classifier = None
         if classifier:  # on the pose model's engine and device when it can run there, else on its default
@@ -102,15 +105,6 @@ class PosePredictor:
     @property
     def providers(self) -> list[str]:
         return self.backend.providers
-
-    def _check_head(self) -> None:
-        expected = 4 + len(self.meta.names) + self.meta.kpt_shape[0] * self.meta.kpt_shape[1]
-        channels = self.backend.output_channels
-        if channels is not None and channels != expected:
-            raise ModelError(
-                f"{self.model_path}: output has {channels} channels, a pose head with {len(self.meta.names)} "
-                f"classes and kpt_shape {list(self.meta.kpt_shape)} has {expected}"
-            )
 
     def _input_geometry(self, imgsz: int | None) -> tuple[tuple[int, int], bool]:
         fixed = self.backend.input_shape
@@ -136,15 +130,13 @@ class PosePredictor:
         return letterbox_tensor(image, self.input_shape, stride=self.meta.stride, auto=self.rect)
 
     def decode(self, output: np.ndarray, box: Letterbox, conf: float | None = None, clip: bool = True) -> Detections:
-        """The head output of one image -> arrays in original-image pixels (threshold, NMS, rescale)."""
-        det = decode(
-            output,
-            num_classes=len(self.meta.names),
-            kpt_shape=self.meta.kpt_shape,
-            conf=self.conf if conf is None else conf,
-            iou=self.iou,
-            max_det=self.max_det,
-        )
+        """The head output of one image -> arrays in original-image pixels (threshold, NMS where the
+        graph has none, rescale)."""
+        conf = self.conf if conf is None else conf
+        if self.head_form == "raw":
+            det = decode(output, len(self.meta.names), self.meta.kpt_shape, conf, self.iou, self.max_det)
+        else:
+            det = decode_rows(output, self.meta.kpt_shape, conf, self.max_det)
         return to_original(det, box, clip=clip)
 
     def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections:
@@ -185,7 +177,9 @@ class PosePredictor:
         kpts = det.keypoints
         if kpts.shape[-1] == 2:  # graphs without keypoint confidence: report 1 for every placed point
             kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1), np.float32)], axis=-1)
-        persons = [Person(det.boxes[i], float(det.scores[i]), kpts[i], self.keypoint_names) for i in range(len(det))]
+        names = self.meta.names if len(self.meta.names) > 1 else {}  # "class" in the JSON only where there is a choice
+        persons = [Person(det.boxes[i], float(det.scores[i]), kpts[i], self.meta.names_of(int(det.classes[i])),
+                          cls=names.get(int(det.classes[i]))) for i in range(len(det))]  # fmt: skip
         result = Result(name, int(image.shape[1]), int(image.shape[0]), persons)
         lap("postprocess")
         if self.classifier and classify:

@@ -5,8 +5,9 @@ Schema (a list of these per run)::
     {"image": str, "width": int, "height": int,
      "frame": int, "time": float,                          # only for video/camera/stream frames
      "persons": [{"id": int,                               # only when tracking (streams)
+                  "class": str,                             # only for graphs of several classes
                   "box": [x1, y1, x2, y2], "score": float,  # >= conf; streams: a shown person down to low_conf
-                  "keypoints": [[x, y, conf], ...K],
+                  "keypoints": [[x, y, conf], ...K],        # conf 1.0 throughout for kpt_shape [K, 2] graphs
                   "label": str | null, "label_score": float | null,  # only with a classifier;
                   "pose_score": float,                    # null: no known pose; pose_score: only with a
                   "label_seconds": float}]}               # classifier trained with negatives, this frame's
@@ -14,7 +15,9 @@ Schema (a list of these per run)::
                                                           # label_seconds: tracked streams, how long the shown
                                                           # label (or none) has held
 
-All coordinates are pixels of the original image.
+All coordinates are pixels of the original image. A "person" is any detection of a pose graph
+(for a custom keypoint model, a hand or an animal); its keypoints are in the graph's own order
+(``edgepose info``'s ``keypoint_names``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Person:
     pose_score: float | None = None  # the known-pose score a rejecting classifier decided on
     label_seconds: float | None = None  # streams: how long the track has shown this label (or no pose)
     id: int | None = None  # persistent across frames when a stream tracks persons (edgepose.track)
+    cls: str | None = None  # the class name, for graphs of several classes
 
     def keypoint(self, which: int | str) -> np.ndarray:
         """One keypoint's (x, y, conf) by index, ``Keypoint`` member or name (``"left_wrist"``)."""
@@ -49,6 +53,8 @@ class Person:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {} if self.id is None else {"id": self.id}
+        if self.cls is not None:
+            out["class"] = self.cls
         out |= {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),

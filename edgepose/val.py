@@ -1,8 +1,9 @@
 """Pose and box mAP of a graph on a YOLO-format pose dataset, computed as ``yolo val pose`` does.
 
 Matching and AP follow Ultralytics' validator (greedy by confidence per IoU/OKS threshold,
-101-point COCO interpolation, OKS with COCO sigmas and area = 0.53 x box area), so the figures
-agree with theirs for the same predictions.
+101-point COCO interpolation, OKS with COCO sigmas for [17, 3] layouts and 1/K for every other,
+area = 0.53 x box area), so the figures agree with theirs for the same predictions. Like COCO
+pose, only class 0 is scored.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def match_images(
     progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x,
 ) -> list[ImageMatches]:
     """Run ``predictor`` on labelled images and match each image's persons (person class, as in COCO pose)."""
-    sigmas = np.asarray(COCO_SIGMAS) if kpt_shape[0] == len(COCO_SIGMAS) else np.full(kpt_shape[0], 1 / kpt_shape[0])
+    coco = tuple(kpt_shape) == (len(COCO_SIGMAS), 3)  # Ultralytics' rule: COCO's sigmas for [17, 3] only
+    sigmas = np.asarray(COCO_SIGMAS) if coco else np.full(kpt_shape[0], 1 / kpt_shape[0])
     out = []
     for path in progress(images):
         image = read_image(path)

@@ -20,9 +20,9 @@ from edgepose.backends import OpenVinoBackend
 from edgepose.classifier import CLASSIFIER_TASK
 from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
-from edgepose.metadata import parse_value, sha256_file
+from edgepose.metadata import ModelMeta, parse_value, sha256_file
 
-from .pose import head_drift, run_onnx
+from .pose import graph_drift, run_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -77,9 +77,8 @@ def check_against_onnx(source: Path, ir: Path, meta: dict[str, str], tensor: np.
         return {"rows": len(kpts), "argmax_equal": bool((ref.argmax(1) == got.argmax(1)).all()),
                 "max_abs_prob": float(np.abs(ref - got).max())}  # fmt: skip
     assert tensor is not None
-    kpt_shape, names = parse_value(meta["kpt_shape"]), parse_value(meta["names"])
-    return {"input_shape": list(tensor.shape),
-            **head_drift(backend.run(tensor), run_onnx(source, tensor), kpt_shape[1], len(names))}  # fmt: skip
+    parsed = ModelMeta.parse(meta, source=str(source))
+    return {"input_shape": list(tensor.shape), **graph_drift(backend.run(tensor), run_onnx(source, tensor), parsed)}
 
 
 def save_ir(model: Any, source: Path, out: Path, precision: str, settings: dict[str, Any],

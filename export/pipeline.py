@@ -19,7 +19,7 @@ from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.sources import list_images
 
-from .pose import ExportReport, export_pose, head_drift, parity_input, run_onnx, set_metadata
+from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx, set_metadata
 from .quantize import KEEP_FLOAT
 
 FORMATS = ("onnx", "openvino")
@@ -36,8 +36,11 @@ def export_model(
     int8: bool = False,
     calib: str | os.PathLike | None = None,
     keep_float: str = "head",
+    head: str | None = None,
 ) -> list[ExportReport]:
-    """Export and return one report per graph written (the ONNX source first, then what derives from it)."""
+    """Export and return one report per graph written (the ONNX source first, then what derives from it).
+
+    ``head`` is the head form of a checkpoint's graph (``export_pose``); a graph keeps its own."""
     if format not in FORMATS:
         raise InputError(f"unknown format '{format}' (choose from {', '.join(FORMATS)})")
     if half and int8:
@@ -63,8 +66,10 @@ def export_model(
             raise InputError(f"no such file: {source}")
         if format == "onnx" and not int8:
             raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
+        if head is not None:
+            raise InputError(f"--head applies to checkpoints; {source.name} keeps the head form it was exported with")
     else:
-        reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out))
+        reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, head=head))
         source = Path(reports[0].path)
     if format == "onnx" and not int8:
         return reports
@@ -120,7 +125,7 @@ def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, k
     try:
         staged = work / final.name
         settings = quantize_onnx(source, staged, tensors, keep_float)
-        fidelity = head_drift(run_onnx(staged, parity), run_onnx(source, parity), meta.kpt_shape[1], len(meta.names))
+        fidelity = graph_drift(run_onnx(staged, parity), run_onnx(source, parity), meta)
         fidelity["input_shape"] = list(parity.shape)
         model = onnx.load(str(staged))
         props = onnx_metadata(source)

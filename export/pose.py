@@ -22,8 +22,8 @@ import numpy as np
 from edgepose import __version__
 from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
-from edgepose.keypoints import COCO_KEYPOINTS, COCO_SKELETON
-from edgepose.metadata import sha256_file
+from edgepose.metadata import ModelMeta, sha256_file
+from edgepose.postprocess import HEAD_FORMS, declared_form, decode
 from edgepose.preprocess import letterbox_tensor
 from edgepose.sources import read_image, sample_images
 
@@ -67,6 +67,37 @@ def _torch_head(model: Any, tensor: np.ndarray) -> np.ndarray:
         out = model(torch.from_numpy(tensor))
     out = out[0] if isinstance(out, (list, tuple)) else out
     return out.detach().cpu().numpy()
+
+
+def has_one_to_one_head(model: Any) -> bool:
+    """Whether a checkpoint carries a one-to-one (NMS-free) head, as YOLO26 does."""
+    return getattr(model.model[-1], "one2one_cv2", None) is not None
+
+
+def default_head(model: Any) -> str:
+    """``nms-free`` where the model was trained with a one-to-one head (YOLO26): its own answer,
+    no NMS, a fixed-size output; ``raw`` otherwise (YOLOv8/YOLO11: edgepose's NMS, which follows
+    ``--conf``/``--iou`` at run time, unlike NMS baked into the graph)."""
+    return "nms-free" if has_one_to_one_head(model) else "raw"
+
+
+def torch_reference(model: Any, tensor: np.ndarray, form: str, nms: dict[str, float]) -> np.ndarray:
+    """What the graph of head form ``form`` must output, computed by the PyTorch model: its raw
+    head, its one-to-one head's top-k rows, or (embedded NMS) its raw head through edgepose's NMS
+    at the conf and IoU baked into the graph, as rows."""
+    import copy
+
+    model = copy.deepcopy(model).eval()  # the model as trained, before export fuses layers
+    if hasattr(model, "end2end"):
+        model.end2end = form == "nms-free"
+    head = _torch_head(model, tensor)
+    if form != "embedded-nms":
+        return head
+    nc, kpt_shape = len(model.names), tuple(model.model[-1].kpt_shape)
+    det = decode(head, nc, kpt_shape, nms["conf"], nms["iou"], int(nms["max_det"]))
+    rows = np.concatenate([det.boxes, det.scores[:, None], det.classes[:, None].astype(np.float32),
+                           det.keypoints.reshape(len(det), -1)], axis=1)  # fmt: skip
+    return rows[None].astype(np.float32)
 
 
 def parity_input(imgsz: int, dynamic: bool, stride: int) -> tuple[np.ndarray, str]:
@@ -138,6 +169,43 @@ def last_axis_dfl(model: Any) -> bool:
     return False
 
 
+def gather_nd_topk(model: Any) -> int:
+    """Rewrite the one-to-one head's top-k gathers as GatherND; returns how many were rewritten.
+
+    Ultralytics exports them as GatherElements over a Slice of the head output, with the top-k
+    indices unsqueezed and expanded to the slice's width. onnxruntime runs that, but OpenVINO's
+    CPU plugin (2026.4) refuses to compile it (a compile pass gathers from the unsliced tensor:
+    "Shapes [1,8400,56] and [1,300,4] are not consistent"). GatherND with batch_dims=1 on the
+    unsqueezed indices picks the same rows (bit for bit on onnxruntime) and compiles on both."""
+    from onnx import helper
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    rewritten = 0
+    for node in list(graph.node):
+        index = producer.get(node.input[1]) if node.op_type == "GatherElements" else None
+        if index is not None and index.op_type == "Expand":
+            index = producer.get(index.input[0])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if index is None or index.op_type != "Unsqueeze" or axis != 1:
+            continue
+        gather = helper.make_node("GatherND", [node.input[0], index.output[0]], list(node.output),
+                                  name=f"{node.name}/GatherND", batch_dims=1)  # fmt: skip
+        graph.node.insert(list(graph.node).index(node), gather)
+        graph.node.remove(node)
+        rewritten += 1
+    while rewritten:  # drop what fed only the old gathers (the Expands and their shapes)
+        used = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
+        dead = [node for node in graph.node if not any(out in used for out in node.output)]
+        if not dead:
+            for init in [i for i in graph.initializer if i.name not in used]:
+                graph.initializer.remove(init)
+            break
+        for node in dead:
+            graph.node.remove(node)
+    return rewritten
+
+
 def head_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -> dict[str, Any]:
     """Max/mean absolute difference between two raw pose-head outputs [1, C, anchors].
 
@@ -165,6 +233,44 @@ def head_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -
     }
 
 
+def rows_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int) -> dict[str, Any]:
+    """Max/mean absolute difference between two post-NMS outputs [1, max_det, 6 + K*D].
+
+    Each reference detection scoring above 0.01 (the best 200 at most: the top-k's tail can swap
+    in and out on near ties) is paired with the graph's row whose box is nearest; their boxes and
+    keypoints are compared in input pixels, their scores as probabilities."""
+    got, ref = got[0], reference[0]
+    if got.shape[-1] != ref.shape[-1]:
+        raise ExportError(f"exported graph's output {got.shape} differs from its source's {ref.shape}")
+    ref = ref[np.argsort(-ref[:, 4], kind="stable")][:200]
+    ref = ref[ref[:, 4] > 0.01]
+    if not len(ref):
+        return {"detections_compared": 0, "coord_max_abs_px": 0.0, "coord_mean_abs_px": 0.0, "score_max_abs": 0.0}
+    pair = got[np.abs(ref[:, None, :4] - got[None, :, :4]).sum(-1).argmin(1)]
+    k = (ref.shape[-1] - 6) // kpt_dims
+    kpts_ref, kpts_got = ref[:, 6:].reshape(-1, k, kpt_dims), pair[:, 6:].reshape(-1, k, kpt_dims)
+    coord = np.concatenate(
+        [np.abs(ref[:, :4] - pair[:, :4]).ravel(), np.abs(kpts_ref[..., :2] - kpts_got[..., :2]).ravel()]
+    )
+    score = np.abs(ref[:, 4] - pair[:, 4])
+    if kpt_dims == 3:
+        score = np.concatenate([score, np.abs(kpts_ref[..., 2] - kpts_got[..., 2]).ravel()])
+    return {
+        "detections_compared": int(len(ref)),
+        "classes_equal": bool((ref[:, 5] == pair[:, 5]).all()),
+        "coord_max_abs_px": float(coord.max()),
+        "coord_mean_abs_px": float(coord.mean()),
+        "score_max_abs": float(score.max()),
+    }
+
+
+def graph_drift(got: np.ndarray, reference: np.ndarray, meta: ModelMeta) -> dict[str, Any]:
+    """Drift between two outputs of one pose graph's head form: per anchor (raw) or per detection."""
+    if declared_form(meta) == "raw":
+        return head_drift(got, reference, meta.kpt_shape[1], len(meta.names))
+    return rows_drift(got, reference, meta.kpt_shape[1])
+
+
 def run_onnx(path: Path, tensor: np.ndarray) -> np.ndarray:
     """The graph's first output for one tensor, on onnxruntime's CPU provider."""
     import onnxruntime as ort
@@ -179,12 +285,22 @@ def export_pose(
     dynamic: bool = False,
     opset: int | None = None,
     out: str | os.PathLike = "models",
+    head: str | None = None,
 ) -> ExportReport:
-    """Export a pose checkpoint to ONNX and return the report; raises ``ExportError`` if it does not hold up."""
+    """Export a pose checkpoint to ONNX and return the report; raises ``ExportError`` if it does not hold up.
+
+    ``head`` is the graph's head form (``HEAD_FORMS``); None picks the family's default
+    (``default_head``)."""
     if imgsz < 32 or imgsz % 32:
         raise ExportError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+    if head is not None and head not in HEAD_FORMS:
+        raise ExportError(f"unknown head form '{head}' (choose from {', '.join(HEAD_FORMS)})")
     _require_export_extra()
     import onnx
+
+    from .reference import repair_torchvision
+
+    repair_torchvision()  # embedded NMS traces torchvision.ops.nms, which CPU torch's torchvision cannot load
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
@@ -206,35 +322,43 @@ def export_pose(
             raise ExportError(f"{source} is not an Ultralytics checkpoint: {first_line(exc)}") from None
         if yolo.task != "pose":
             raise ExportError(f"{source} is a '{yolo.task}' model, not a pose model")
+        form = head or default_head(yolo.model)
+        if form == "nms-free" and not has_one_to_one_head(yolo.model):
+            raise ExportError(f"{source.name} has no one-to-one head (YOLO26 has one): use --head raw or embedded-nms")
+        nms = {"conf": 0.25, "iou": 0.7, "max_det": 300}  # embedded NMS: Ultralytics' defaults, baked into the graph
         tensor, parity_image = parity_input(imgsz, dynamic, int(max(yolo.model.stride)))
-        reference = _torch_head(yolo.model.eval(), tensor)  # before export fuses layers: the model as trained
+        reference = torch_reference(yolo.model, tensor, form, nms)
         try:
-            exported = Path(
-                yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True, device="cpu")
-            )
+            exported = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True,
+                                        device="cpu", nms={"raw": None, "nms-free": False, "embedded-nms": True}[form],
+                                        **(nms if form == "embedded-nms" else {})))  # fmt: skip
         except Exception as exc:
             raise ExportError(f"Ultralytics' ONNX export failed: {first_line(exc)}") from None
 
         graph = onnx.load(str(exported))
         dfl_rewritten = last_axis_dfl(graph)
-        if dfl_rewritten:
+        gathers_rewritten = gather_nd_topk(graph)
+        if dfl_rewritten or gathers_rewritten:
             onnx.save(graph, str(exported))  # the parity check below runs the rewritten graph
         meta = {p.key: p.value for p in graph.metadata_props}
-        kpt_shape = json.loads(meta.get("kpt_shape", "[17, 3]"))
-        coco = kpt_shape[0] == len(COCO_KEYPOINTS)
+        meta["head_form"] = json.dumps(form)
+        parsed = ModelMeta.parse(meta, source=str(exported))
         settings = {"format": "onnx", "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
-                    "simplify": True, "batch": 1,
-                    "dfl_softmax": "last axis" if dfl_rewritten else "as exported"}  # fmt: skip
+                    "simplify": True, "batch": 1, "head_form": form,
+                    "dfl_softmax": "last axis" if dfl_rewritten else "as exported",
+                    **({"topk_gather": "GatherND"} if gathers_rewritten else {}),
+                    **({f"nms_{k}": v for k, v in nms.items()} if form == "embedded-nms" else {})}  # fmt: skip
         fidelity = {
             "image": parity_image,
             "input_shape": list(tensor.shape),
-            **head_drift(run_onnx(exported, tensor), reference, kpt_shape[1], len(yolo.names)),
+            **graph_drift(run_onnx(exported, tensor), reference, parsed),
         }
         if fidelity["coord_max_abs_px"] > MAX_COORD_DRIFT_PX or fidelity["score_max_abs"] > MAX_SCORE_DRIFT:
             raise ExportError(f"exported graph drifts from PyTorch beyond tolerance: {json.dumps(fidelity)}")
         ours = {
-            "keypoint_names": list(COCO_KEYPOINTS) if coco else [f"kpt_{i}" for i in range(kpt_shape[0])],
-            "skeleton": [list(e) for e in COCO_SKELETON] if coco else [],
+            "head_form": form,
+            "keypoint_names": list(parsed.keypoint_names),  # the checkpoint's own names (Ultralytics' kpt_names) first
+            "skeleton": [list(e) for e in parsed.skeleton],
             "source_file": source.name,
             "source_sha256": source_sha,
             "export_settings": settings,

@@ -61,15 +61,23 @@ def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: 
 
 
 KEEP_FLOAT = ("head", "decode", "none")
+POSE_HEAD = re.compile(
+    r"(.*/model\.\d+/)(?:one2one_)?cv4\."
+)  # the module with the keypoint branch cv4 is the pose head
+MODULE = re.compile(r"/model\.\d+/")  # a node inside one of the model's modules
+# A head branch's output conv, inside the head: cv2/cv3/cv4 end in a third conv (``cv4.0/cv4.0.2/Conv``);
+# YOLO26's keypoint branch ends in its own conv module (``cv4_kpts.0/Conv``)
+BRANCH_OUTPUT = re.compile(r"cv\d\.\d+/(?:one2one_)?cv\d\.\d+\.2/Conv$|cv4_kpts\.\d+/Conv$")
 
 
 def float_nodes(onnx_path: Path, keep_float: str = "head", stem_and_attention: bool = False) -> list[str]:
     """Names of the nodes to keep in float: those of the head that ``keep_float`` names and, with
     ``stem_and_attention`` (the onnxruntime route; ignored for ``none``), the stem and the attention.
 
-    - The head is the module producing the graph output (``/model.23/`` in YOLO11n-pose): its
-      decode nodes and, for ``head``, each ``cv*`` branch's last conv (``cv4.0/cv4.0.2/Conv``);
-      the rest of the ``cv*`` branches is left to quantise.
+    - The head is the module holding the keypoint branch ``cv4`` (``/model.23/`` in YOLO11n-pose):
+      its decode nodes (a one-to-one head's top-k too) and, for ``head``, each ``cv*`` branch's
+      last conv (``cv4.0/cv4.0.2/Conv``); the rest of the ``cv*`` branches is left to quantise.
+      Nodes outside every module (embedded NMS, wrapped around the model) stay float too.
     - The stem is the module of the conv reading the image (``/model.0/``: conv and SiLU).
     - The attention is the body's Softmax and MatMul nodes (in YOLO11's C2PSA, the only ones; YOLOv8
       has none) and the Mul (q scale) and Transposes feeding them.
@@ -86,26 +94,25 @@ def float_nodes(onnx_path: Path, keep_float: str = "head", stem_and_attention: b
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    producer = next(n for n in graph.node if graph.output[0].name in n.output)
-    parts = producer.name.split("/")
-    if len(parts) < 3:
+    found = next((m for n in graph.node if (m := POSE_HEAD.match(n.name))), None)
+    if found is None:
         return []
-    head = "/".join(parts[:2]) + "/"
-    branch_output = re.compile(re.escape(head) + r"cv\d\.\d+/cv\d\.\d+\.\d+/Conv$")
+    head = found.group(1)
     names = []
     for node in graph.node:
         if not node.name.startswith(head):
             continue
-        inside = node.name[len(head) :]
-        last_conv = keep_float == "head" and branch_output.match(node.name) and node.name.split("/")[-2].endswith(".2")
+        inside = node.name[len(head) :].removeprefix("one2one_")  # YOLO26's NMS-free graph keeps its one2one_ branches
+        last_conv = keep_float == "head" and BRANCH_OUTPUT.match(inside)
         if not inside.startswith("cv") or last_conv:
             names.append(node.name)
+    names += [n.name for n in graph.node if not MODULE.search(n.name)]  # after the model: top-k or embedded NMS
     if not stem_and_attention:
         return names
-    body = [n for n in graph.node if not n.name.startswith(head)]
+    body = [n for n in graph.node if not n.name.startswith(head) and MODULE.search(n.name)]
     stem_conv = next((n for n in body if n.op_type == "Conv" and graph.input[0].name in n.input), None)
-    if stem_conv is not None and stem_conv.name.count("/") >= 2:
-        stem = "/".join(stem_conv.name.split("/")[:2]) + "/"
+    if stem_conv is not None:
+        stem = stem_conv.name[: MODULE.search(stem_conv.name).end()]  # type: ignore[union-attr]
         names += [n.name for n in body if n.name.startswith(stem)]
     if any(n.op_type == "Softmax" for n in body):
         made = {out: n for n in body for out in n.output}
@@ -132,10 +139,13 @@ def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_fl
             return next(self.items, None)
 
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
-        prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared))
-        excluded = float_nodes(prepared, keep_float, stem_and_attention=True)
         import onnx
+
+        prepared = Path(work) / "prepared.onnx"
+        ops = {node.op_type for node in onnx.load(str(source), load_external_data=False).graph.node}
+        # onnxruntime's symbolic shape inference fails on a top-k or NMS (post-NMS heads); onnx's own is enough there
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=bool(ops & {"TopK", "NonMaxSuppression"}))
+        excluded = float_nodes(prepared, keep_float, stem_and_attention=True)
 
         input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
         try:

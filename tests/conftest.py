@@ -133,3 +133,32 @@ def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make(tmp_path_factory.mktemp("video") / "samples.mp4", frames_each=SAMPLE_VIDEO_FRAMES_EACH,
                 size=(640, 360))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def yolo26_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A YOLO26-pose checkpoint (Ultralytics' yolo26n-pose.yaml, with what fits of yolo11n-pose's
+    weights) trained 200 epochs on coco8-pose's 8 photos: scores up to ~0.3 on them, not flat."""
+    from .trained_models import dataset, train
+
+    coco8 = require_shared(COCO8_POSE).parent
+    from edgepose.export.weights import default_weights
+
+    work = tmp_path_factory.mktemp("yolo26")
+    return train("yolo26n-pose.yaml", dataset(coco8, work), work, default_weights(), epochs=200)
+
+
+@pytest.fixture(scope="session")
+def custom_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """YOLO11n-pose with custom keypoint sets (trained from yolo11n-pose's weights on rewritten
+    coco8-pose labels): ``body21`` (kpt_shape [21, 3], classes near/far), ``face5`` ([5, 2])."""
+    from edgepose.export.weights import default_weights
+
+    from .trained_models import dataset, train
+
+    coco8 = require_shared(COCO8_POSE).parent
+    out = {}
+    for layout in ("body21", "face5"):
+        work = tmp_path_factory.mktemp(layout)
+        out[layout] = train("yolo11n-pose.yaml", dataset(coco8, work, layout), work, default_weights(), epochs=60)
+    return out
