@@ -80,7 +80,12 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True)
 @click.option("--half", is_flag=True, help="FP16 weights (OpenVINO IR).")
 @click.option("--int8", is_flag=True, help="INT8 graph calibrated on --calib images (onnx: QDQ; openvino: NNCF).")
-@click.option("--calib", type=click.Path(), default=None, help="Folder of real images for INT8 calibration.")
+@click.option(
+    "--calib",
+    type=click.Path(),
+    default=None,
+    help="INT8 calibration: a folder of real images, or a video file (300 frames, evenly spaced).",
+)
 @click.option(
     "--keep-float",
     type=click.Choice(["head", "decode", "none"]),
@@ -95,10 +100,20 @@ def cli() -> None:
     "--images",
     type=click.Path(),
     default=None,
-    help="--report: images to compare on (default: --calib, else the samples).",
+    help="--report: images to compare on (default: a --calib folder, else the samples).",
 )
 @click.option(
-    "--data", type=click.Path(), default=None, help="--report: YOLO pose dataset yaml for mAP of both graphs."
+    "--data",
+    type=click.Path(),
+    default=None,
+    help="YOLO pose dataset yaml: with --int8, the INT8 graph's pose mAP50-95 against FP32, measured before it is "
+    "written and stored in it; with --report, mAP of both graphs.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --int8 --data: refuse (and write nothing) if INT8 loses more than this many points of pose mAP50-95.",
 )
 @click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
 @click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")
@@ -114,8 +129,8 @@ def cli() -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
 @click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
 def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, keep_float: str, report: bool,
-           images: str | None, data: str | None, imgsz: int, dynamic: bool, head: str | None, opset: int | None,
-           out: str, json_out: str | None) -> None:  # fmt: skip
+           images: str | None, data: str | None, max_drop: float | None, imgsz: int, dynamic: bool,
+           head: str | None, opset: int | None, out: str, json_out: str | None) -> None:  # fmt: skip
     """Export a pose checkpoint (or convert an edgepose graph), each graph checked against its source."""
     from .errors import MissingExtraError
 
@@ -124,7 +139,8 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
     except ImportError as exc:
         raise MissingExtraError("export", exc.name or "a dependency") from None
     reports = export_model(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, half=half,
-                           int8=int8, calib=calib, keep_float=keep_float, head=head)  # fmt: skip
+                           int8=int8, calib=calib, keep_float=keep_float, head=head, data=data,
+                           max_drop=max_drop)  # fmt: skip
     payload = []
     for item in reports:
         fid = item.fidelity
@@ -137,6 +153,15 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
         else:
             click.echo(f"  vs {against}: probabilities max {fid['max_abs_prob']:.2e}, same argmax "
                        f"{fid['argmax_equal']}", err=json_out == "-")  # fmt: skip
+        if "accuracy" in fid:
+            a = fid["accuracy"]
+            click.echo(f"  pose mAP50-95 on {a['data']} ({a['images']} images, {a['persons']} persons): FP32 "
+                       f"{a['fp32_pose_map50_95']:.4f} -> INT8 {a['int8_pose_map50_95']:.4f}, drop {a['drop_points']:.2f} "
+                       f"points (95% interval {a['drop_points_ci95'][0]:.2f} to {a['drop_points_ci95'][1]:.2f})",
+                       err=json_out == "-")  # fmt: skip
+        elif item.settings.get("precision") == "int8":
+            click.echo("  accuracy not measured: --data DATA.yaml measures it (and --max-drop D gates on it)",
+                       err=json_out == "-")  # fmt: skip
         payload.append(item.to_dict())
     if (
         report
@@ -148,7 +173,7 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
         from .sources import list_images, sample_images
 
         derived = reports[-1]
-        folder = images or calib
+        folder = images or (calib if calib and Path(calib).is_dir() else None)  # a --calib video is no image set
         accuracy = accuracy_report(derived.source, derived.path, list_images(folder) if folder else sample_images(),
                                    data, progress=lambda x: _progress(x, "compare"))  # fmt: skip
         payload[-1]["accuracy"] = accuracy

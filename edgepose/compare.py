@@ -124,18 +124,26 @@ def accuracy_report(
     """Keypoint drift and detection agreement of ``got`` against ``ref`` on images; with a YOLO
     pose dataset yaml, the OKS mAP of both (at conf 0.001, as ``val``) and their difference with
     a 95 % paired bootstrap interval over the dataset's images."""
-    from .val import load_dataset, map_delta_interval, match_images, pooled_map
-
     models = [open_model(path, **options) for path in (ref, got)]
     report: dict[str, Any] = {"reference": ref, "candidate": got, **compare_models(*models, images, progress)}
     if data:
-        val_images, kpt_shape = load_dataset(data)
-        matches = {
-            name: match_images(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
-            for name, path in (("reference", ref), ("candidate", got))
-        }
-        report["map"] = {name: pooled_map(m) for name, m in matches.items()}
-        interval = map_delta_interval(matches["reference"], matches["candidate"])
-        report["map"]["pose_map50_95_delta"] = round(interval["delta"], 4)
-        report["map"]["pose_map50_95_delta_ci95"] = [round(interval["ci95_low"], 4), round(interval["ci95_high"], 4)]
+        report["map"] = map_comparison(ref, got, data, **options)
+    return report
+
+
+def map_comparison(ref: str, got: str, data: str, **options: Any) -> dict[str, Any]:
+    """The OKS mAP of two graphs on a YOLO pose dataset (conf 0.001, as ``val``) and the change
+    from ``ref`` to ``got``, with a 95 % paired bootstrap interval over the dataset's images."""
+    from .val import load_dataset, map_delta_interval, match_images, pooled_map
+
+    val_images, kpt_shape = load_dataset(data)
+    matches = {
+        name: match_images(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
+        for name, path in (("reference", ref), ("candidate", got))
+    }
+    report: dict[str, Any] = {name: pooled_map(m) for name, m in matches.items()}
+    interval = map_delta_interval(matches["reference"], matches["candidate"])
+    report["images"] = len(val_images)
+    report["pose_map50_95_delta"] = round(interval["delta"], 4)
+    report["pose_map50_95_delta_ci95"] = [round(interval["ci95_low"], 4), round(interval["ci95_high"], 4)]
     return report

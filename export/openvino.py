@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,12 @@ def check_against_onnx(source: Path, ir: Path, meta: dict[str, str], tensor: np.
     return {"input_shape": list(tensor.shape), **graph_drift(backend.run(tensor), run_onnx(source, tensor), parsed)}
 
 
-def save_ir(model: Any, source: Path, out: Path, precision: str, settings: dict[str, Any],
-            parity: np.ndarray | None) -> tuple[Path, dict[str, Any]]:  # fmt: skip
-    """Write ``model`` (an ov.Model read from ``source``) as IR with metadata; return its folder and fidelity."""
+def save_ir(model: Any, source: Path, out: Path, precision: str, settings: dict[str, Any], parity: np.ndarray | None,
+            gate: Callable[[Path], dict[str, Any]] | None = None) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """Write ``model`` (an ov.Model read from ``source``) as IR with metadata; return its folder and fidelity.
+
+    ``gate`` measures the staged IR's accuracy (it may refuse it: then nothing is written); what
+    it returns joins the fidelity as ``accuracy``."""
     ov = _require()
     meta = onnx_metadata(source)
     final = ir_folder(out, source.stem, precision)
@@ -98,6 +102,8 @@ def save_ir(model: Any, source: Path, out: Path, precision: str, settings: dict[
         xml = staged / f"{source.stem}.xml"
         ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
         fidelity = check_against_onnx(source, staged, meta, parity)
+        if gate is not None:
+            fidelity["accuracy"] = gate(xml)
         model.set_rt_info(json.dumps(fidelity), ["edgepose", "fidelity"])
         ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")  # again, now with its fidelity
         for file in (xml, xml.with_suffix(".bin")):

@@ -11,13 +11,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import InputError
+from edgepose.errors import ExportError, InputError
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
-from edgepose.sources import list_images
 
 from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx, set_metadata
 from .quantize import KEEP_FLOAT
@@ -37,10 +37,15 @@ def export_model(
     calib: str | os.PathLike | None = None,
     keep_float: str = "head",
     head: str | None = None,
+    data: str | os.PathLike | None = None,
+    max_drop: float | None = None,
 ) -> list[ExportReport]:
     """Export and return one report per graph written (the ONNX source first, then what derives from it).
 
-    ``head`` is the head form of a checkpoint's graph (``export_pose``); a graph keeps its own."""
+    ``head`` is the head form of a checkpoint's graph (``export_pose``); a graph keeps its own.
+    With ``int8`` and ``data`` (a YOLO pose dataset yaml) the INT8 graph's pose mAP50-95 is
+    measured against its FP32 source before it is written (``accuracy_gate``); ``max_drop``
+    (points) refuses it, writing nothing, when it loses more."""
     if format not in FORMATS:
         raise InputError(f"unknown format '{format}' (choose from {', '.join(FORMATS)})")
     if half and int8:
@@ -51,12 +56,16 @@ def export_model(
         raise InputError("OpenVINO and INT8 export start from a static ONNX graph; leave out --dynamic")
     if keep_float not in KEEP_FLOAT:
         raise InputError(f"unknown keep_float '{keep_float}' (choose from {', '.join(KEEP_FLOAT)})")
+    if max_drop is not None and not (int8 and data):
+        raise InputError("--max-drop gates an INT8 export on measured accuracy: give --int8 and --data DATA.yaml")
+    if data is not None and int8 and not Path(data).is_file():
+        raise InputError(f"no such dataset yaml: {data}")
     if int8 and calib is None:
-        raise InputError("--int8 needs --calib DIR: a folder of real images to calibrate on (300+ recommended)")
+        raise InputError("--int8 needs --calib DIR|VIDEO: real images (300+ recommended) or a video to calibrate on")
     if int8:
-        if not Path(calib).is_dir():
-            raise InputError(f"calibration folder not found: {calib}")
-        list_images(calib)  # refuses a folder without images before anything is written
+        from .quantize import check_calibration_source
+
+        check_calibration_source(calib)  # before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports: list[ExportReport] = []
@@ -93,8 +102,14 @@ def export_model(
             from .quantize import calibration_tensors
 
             tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
+    gate = None
+    if int8 and data is not None:
+
+        def gate(candidate: Path) -> dict[str, Any]:
+            return accuracy_gate(source, candidate, str(data), max_drop, len(tensors))
+
     if format == "onnx":
-        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float)
+        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float, gate)
     else:
         precision = "int8" if int8 else "fp16" if half else "fp32"
         if int8:
@@ -103,7 +118,7 @@ def export_model(
             model, settings = quantize_ir(source, tensors, keep_float)
         else:
             model, settings = read_onnx(source), {}
-        path, fidelity = save_ir(model, source, out, precision, settings, parity)
+        path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
     artefact = next(path.glob("*.xml")) if path.is_dir() else path
     reports.append(ExportReport(
         path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
@@ -113,8 +128,32 @@ def export_model(
     return reports
 
 
-def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, keep_float: str) -> tuple:
-    """Quantise, give the graph its source's metadata plus its own settings and drift, write atomically."""
+def accuracy_gate(source: Path, candidate: Path, data: str, max_drop: float | None, calibration: int) -> dict[str, Any]:
+    """FP32 and INT8 pose mAP50-95 on ``data``, paired on the same images; refuses (ExportError)
+    an INT8 graph that loses more than ``max_drop`` points. The figures go into the graph."""
+    from edgepose.compare import map_comparison
+
+    found = map_comparison(str(source), str(candidate), data)
+    ref, got = found["reference"], found["candidate"]
+    low, high = found["pose_map50_95_delta_ci95"]
+    drop = round(-found["pose_map50_95_delta"] * 100, 2)
+    figures = {"data": str(data), "images": found["images"], "persons": int(ref["instances"]),
+               "calibration_images": calibration, "fp32_pose_map50_95": round(ref["pose_map50_95"], 4),
+               "int8_pose_map50_95": round(got["pose_map50_95"], 4), "drop_points": drop,
+               "drop_points_ci95": [round(-high * 100, 2), round(-low * 100, 2)], "max_drop_points": max_drop}  # fmt: skip
+    if max_drop is not None and drop > max_drop:
+        raise ExportError(
+            f"INT8 loses {drop:.2f} points of pose mAP50-95 on {data} (FP32 {ref['pose_map50_95']:.4f} -> INT8 "
+            f"{got['pose_map50_95']:.4f}, 95 % interval {-high * 100:.2f} to {-low * 100:.2f} over "
+            f"{found['images']} images), more than --max-drop {max_drop}: nothing written"
+        )
+    return figures
+
+
+def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, keep_float: str,
+               gate: Callable[[Path], dict[str, Any]] | None = None) -> tuple:  # fmt: skip
+    """Quantise, give the graph its source's metadata plus its own settings and drift (and, with
+    a ``gate``, its measured accuracy, which may refuse it), write atomically."""
     import onnx
 
     from .openvino import onnx_metadata
@@ -133,6 +172,11 @@ def _int8_onnx(source: Path, out: Path, tensors: list, parity: Any, meta: Any, k
                            "source_graph": source.name, "source_graph_sha256": sha256_file(source)}  # fmt: skip
         set_metadata(model, {**props, "export_settings": json.dumps(export_settings), "fidelity": json.dumps(fidelity)})
         onnx.save(model, str(staged))
+        if gate is not None:
+            fidelity["accuracy"] = gate(staged)
+            set_metadata(model, {**props, "export_settings": json.dumps(export_settings),
+                                 "fidelity": json.dumps(fidelity)})  # fmt: skip
+            onnx.save(model, str(staged))
         os.replace(staged, final)
         write_checksum(final)  # what `--verify` checks the graph against
     finally:

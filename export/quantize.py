@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +35,59 @@ from edgepose.sources import list_images, read_image
 
 log = logging.getLogger("edgepose")
 RECOMMENDED_CALIBRATION_IMAGES = 300
+CALIBRATION_VIDEO_FRAMES = 300  # frames taken from a --calib video, evenly spaced over it
+
+
+def check_calibration_source(calib: str | os.PathLike) -> None:
+    """Refuse a --calib that cannot give a frame before anything is exported: a missing path, a
+    folder without images, a file that is no video, a video that does not open."""
+    from edgepose.stream import VIDEO_SUFFIXES, VideoSource
+
+    path = Path(calib)
+    if path.is_dir():
+        list_images(path)
+    elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        VideoSource(path).release()
+    elif path.exists():
+        raise InputError(f"--calib takes a folder of images or a video file, got {path}")
+    else:
+        raise InputError(f"calibration folder or video not found: {path}")
+
+
+def calibration_images(calib: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The images of a --calib source: every readable image of a folder (unreadable ones skipped
+    with a warning), or up to ``CALIBRATION_VIDEO_FRAMES`` frames of a video, evenly spaced over it
+    (a kiosk owner's own footage of the scene the device will see)."""
+    from edgepose.stream import VideoSource
+
+    path = Path(calib)
+    if path.is_dir():
+        for image_path in list_images(path):
+            try:
+                yield read_image(image_path)
+            except InputError as exc:
+                log.warning(f"calibration: skipping {exc}")
+        return
+    video = VideoSource(path)
+    try:
+        step = max(1, (video.frame_count or 0) // CALIBRATION_VIDEO_FRAMES)
+        kept = index = 0
+        while kept < CALIBRATION_VIDEO_FRAMES and video.grab():
+            if index % step == 0 and (image := video.retrieve()) is not None:
+                kept += 1
+                yield image
+            index += 1
+    finally:
+        video.release()
 
 
 def calibration_tensors(calib: str | os.PathLike, meta: ModelMeta, input_shape: tuple[int, int]) -> list[np.ndarray]:
-    """Every readable image of the folder, letterboxed to the graph's input by the runtime's own code."""
-    folder = Path(calib)
-    if not folder.is_dir():
-        raise InputError(f"calibration folder not found: {folder}")
-    paths = list_images(folder)
-    tensors = []
-    for path in paths:
-        try:
-            image = read_image(path)
-        except InputError as exc:
-            log.warning(f"calibration: skipping {exc}")
-            continue
-        tensors.append(letterbox_tensor(image, input_shape, stride=meta.stride, auto=False)[0])
+    """The calibration source's images, letterboxed to the graph's input by the runtime's own code."""
+    tensors = [letterbox_tensor(image, input_shape, stride=meta.stride, auto=False)[0]
+               for image in calibration_images(calib)]  # fmt: skip
     if not tensors:
-        raise InputError(f"no readable images in calibration folder: {folder}")
+        what = "frames in calibration video" if Path(calib).is_file() else "readable images in calibration folder"
+        raise InputError(f"no {what}: {calib}")
     if len(tensors) < RECOMMENDED_CALIBRATION_IMAGES:
         log.warning(
             f"calibrating on {len(tensors)} image(s); {RECOMMENDED_CALIBRATION_IMAGES} or more are recommended "

@@ -81,9 +81,10 @@ def test_yolo26_exported_by_ultralytics(yolo26_weights: Path, nms: bool | None, 
     assert assert_same_persons(graph) >= 5
 
 
-def test_yolo26_exported_by_edgepose(yolo26_weights: Path, tmp_path: Path) -> None:
+def test_yolo26_exported_by_edgepose(yolo26_weights: Path, sample_video: Path, tmp_path: Path) -> None:
     """edgepose's default for a model with a one-to-one head is that head, NMS-free; the parity
-    check against PyTorch ran on it and the form is in the metadata."""
+    check against PyTorch ran on it and the form is in the metadata. The classifier and a video
+    stream run on it as on a raw graph."""
     from edgepose.export import export_pose
 
     report = export_pose(yolo26_weights, out=tmp_path)
@@ -92,6 +93,12 @@ def test_yolo26_exported_by_edgepose(yolo26_weights: Path, tmp_path: Path) -> No
     predictor = edgepose.load(report.path)
     assert predictor.head_form == "nms-free" and predictor.backend.output_shape == (1, 300, 57)
     assert assert_same_persons(Path(report.path)) >= 5
+    proc = edgepose_cli("predict", sample_video, "-m", report.path, "--conf", CONF, "--json", "-",
+                        "--classifier", ROOT / "models" / "yoga-classifier.onnx")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frames = [json.loads(line) for line in proc.stdout.splitlines()]
+    persons = [p for f in frames for p in f["persons"]]
+    assert len(frames) == 20 and persons and all("label" in p and "id" in p for p in persons)
 
 
 def test_yolo11_with_embedded_nms(yolo11_weights: Path, tmp_path: Path) -> None:

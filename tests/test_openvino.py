@@ -204,3 +204,54 @@ def test_ir_without_its_bin_is_refused(ir: Path, tmp_path: Path) -> None:
     shutil.copytree(ir, broken)
     next(broken.glob("*.bin")).unlink()
     assert_one_line_error(edgepose("predict", "--model", broken), 4, "weights file")
+
+
+def test_calibration_from_a_video(yolo11_onnx: Path, sample_video: Path, samples: list[Path], tmp_path: Path) -> None:
+    """A kiosk owner's footage calibrates INT8: frames evenly spaced over the video (all 20 of
+    the test video, under the 300 taken), recorded in the graph's settings."""
+    report = export("--weights", yolo11_onnx, "--int8", "--calib", sample_video, "--out", tmp_path)
+    assert report["settings"]["images"] == 20
+    assert len(load(report["path"])(samples[0]).persons) >= 3  # bus.jpg
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "no-frames"])
+def test_calibration_video_that_gives_no_frame_is_refused(yolo11_onnx: Path, kind: str, tmp_path: Path) -> None:
+    video = tmp_path / "calib.avi"
+    if kind == "unreadable":
+        video.write_bytes(b"not a video at all" * 100)
+    else:  # a real AVI (MJPG) that opens and holds no frame
+        import cv2
+
+        cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64)).release()
+    out = tmp_path / "out"
+    proc = edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", video, "--out", out)
+    assert_one_line_error(proc, 3, "not a readable video" if kind == "unreadable" else "no frames in calibration video")
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_int8_accuracy_gate(yolo11_onnx: Path, calib: Path, tmp_path: Path) -> None:
+    """``--data`` measures INT8 against FP32 before writing; ``--max-drop`` refuses a graph that
+    loses more (here: everything quantised, which loses every keypoint) and writes nothing."""
+    data = require_shared(COCO8_POSE)
+    out = tmp_path / "out"
+    proc = edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", calib, "--keep-float", "none",
+                    "--data", data, "--max-drop", 5, "--out", out)  # fmt: skip
+    *warnings, last = proc.stderr.splitlines()  # the 2-image calibration warns first
+    assert proc.returncode == 5 and last.startswith("error: INT8 loses") and "Traceback" not in proc.stderr
+    assert all(line.startswith("warning:") for line in warnings), proc.stderr
+    assert "more than --max-drop 5" in last and not list(out.glob("*.onnx"))
+    for fmt in ("onnx", "openvino"):
+        proc = edgepose("export", "--weights", yolo11_onnx, "--format", fmt, "--int8", "--calib", calib,
+                        "--data", data, "--max-drop", 10, "--out", out, "--json", "-")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        accuracy = json.loads(proc.stdout)["fidelity"]["accuracy"]
+        assert accuracy["images"] == 4 and accuracy["persons"] > 0 and accuracy["fp32_pose_map50_95"] > 0.2
+        assert accuracy["drop_points"] <= 10 and accuracy["max_drop_points"] == 10
+        low, high = accuracy["drop_points_ci95"]
+        assert low <= accuracy["drop_points"] <= high
+        info = json.loads(edgepose("info", json.loads(proc.stdout)["path"]).stdout)
+        assert info["fidelity"]["accuracy"] == accuracy
+    proc = edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", calib, "--out", out)
+    assert proc.returncode == 0 and "accuracy not measured" in proc.stdout
+    assert_one_line_error(edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", calib, "--max-drop", 1,
+                                   "--out", out), 3, "--max-drop gates")  # fmt: skip
