@@ -113,7 +113,8 @@ def cli() -> None:
     "--max-drop",
     type=click.FloatRange(min=0),
     default=None,
-    help="With --int8 --data: refuse (and write nothing) if INT8 loses more than this many points of pose mAP50-95.",
+    help="With --int8 --data: refuse (and write nothing) if INT8 loses more than this many points of pose mAP50-95. "
+    "openvino: NNCF first keeps the most sensitive ops float until the drop is met (slow: minutes per 100 images).",
 )
 @click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
 @click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")

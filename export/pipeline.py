@@ -45,7 +45,8 @@ def export_model(
     ``head`` is the head form of a checkpoint's graph (``export_pose``); a graph keeps its own.
     With ``int8`` and ``data`` (a YOLO pose dataset yaml) the INT8 graph's pose mAP50-95 is
     measured against its FP32 source before it is written (``accuracy_gate``); ``max_drop``
-    (points) refuses it, writing nothing, when it loses more."""
+    (points) refuses it, writing nothing, when it loses more; on the OpenVINO route ``max_drop``
+    first has NNCF keep the most sensitive ops float until ``data`` says the drop is met."""
     if format not in FORMATS:
         raise InputError(f"unknown format '{format}' (choose from {', '.join(FORMATS)})")
     if half and int8:
@@ -115,7 +116,7 @@ def export_model(
         if int8:
             from .quantize import quantize_ir
 
-            model, settings = quantize_ir(source, tensors, keep_float)
+            model, settings = quantize_ir(source, tensors, keep_float, None if data is None else str(data), max_drop)
         else:
             model, settings = read_onnx(source), {}
         path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
