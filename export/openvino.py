@@ -23,7 +23,7 @@ from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 
-from .pose import graph_drift, run_onnx
+from .pose import gather_nd_topk, graph_drift, run_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -115,6 +115,18 @@ def save_ir(model: Any, source: Path, out: Path, precision: str, settings: dict[
 
 
 def read_onnx(source: Path) -> Any:
-    """The ONNX graph as an ov.Model (metadata included, under rt_info 'framework')."""
+    """The ONNX graph as an ov.Model (metadata included, under rt_info 'framework').
+
+    A one-to-one head's top-k gathers as Ultralytics exports them (a graph from
+    ``export(nms=False)`` that edgepose's export did not rewrite) are rewritten first
+    (``gather_nd_topk``): OpenVINO's CPU plugin cannot compile them."""
+    import onnx
+
     ov = _require()
-    return ov.Core().read_model(str(source))
+    graph = onnx.load(str(source))
+    if not gather_nd_topk(graph):
+        return ov.Core().read_model(str(source))
+    with tempfile.TemporaryDirectory() as work:
+        rewritten = Path(work) / source.name
+        onnx.save(graph, str(rewritten))
+        return ov.Core().read_model(str(rewritten))

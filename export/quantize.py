@@ -205,9 +205,10 @@ def quantize_ir(source: Path, tensors: list[np.ndarray], keep_float: str = "head
     fold A -> B, README): 4 of 189 ops reverted, -0.50 points on the held-out half instead of
     -1.09, 1.60x FP32, but 15 minutes on 2 cores for 108 validation images."""
     import nncf
-    import openvino as ov
 
-    model = ov.Core().read_model(str(source))
+    from .openvino import read_onnx
+
+    model = read_onnx(source)
     onnx_names = set(float_nodes(source, keep_float))
     # OpenVINO's ONNX reader splits a node into ops named after it: a Conv with bias becomes the
     # Convolution '<name>/WithoutBiases' plus an Add '<name>'; NNCF must be told every one of them

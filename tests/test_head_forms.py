@@ -190,6 +190,24 @@ def test_head_form_that_cannot_be_told_is_refused(yolo11_weights: Path, yolo11_o
             edgepose.load(graph)
 
 
+def assert_ir_matches(onnx_graph: Path, ir: Path) -> None:
+    """The IR's persons are the ONNX graph's on every test photo (boxes and keypoints within 0.01 px)."""
+    for image in photos():
+        want, got = edgepose.load(onnx_graph, conf=CONF)(image), edgepose.load(ir, conf=CONF)(image)
+        assert len(want) == len(got)
+        for a, b in zip(want.persons, got.persons):
+            assert np.abs(a.box - b.box).max() < 0.01 and np.abs(a.keypoints - b.keypoints).max() < 0.01
+
+
+def test_ultralytics_nms_free_graph_converts_to_openvino(yolo26_weights: Path, tmp_path: Path) -> None:
+    """Ultralytics' own NMS-free graph (its top-k gathers as exported) converts to IR all the same."""
+    from edgepose.export.pipeline import export_model
+
+    graph = ultralytics_export(yolo26_weights, tmp_path, nms=False)
+    assert "GatherElements" in {n.op_type for n in onnx.load(str(graph)).graph.node}
+    assert_ir_matches(graph, Path(export_model(graph, format="openvino", out=tmp_path / "ir")[-1].path))
+
+
 def test_post_nms_graphs_convert_to_openvino_and_int8(yolo26_weights: Path, yolo11_weights: Path,
                                                       samples: list[Path], tmp_path: Path) -> None:  # fmt: skip
     """An NMS-free YOLO26 graph as OpenVINO IR gives the ONNX graph's persons (its top-k gathers
@@ -200,12 +218,7 @@ def test_post_nms_graphs_convert_to_openvino_and_int8(yolo26_weights: Path, yolo
 
     onnx_graph = Path(export_pose(yolo26_weights, out=tmp_path / "y26").path)
     assert json.loads(edgepose_cli("info", onnx_graph).stdout)["export_settings"]["topk_gather"] == "GatherND"
-    ir = Path(export_model(onnx_graph, format="openvino", out=tmp_path / "y26")[-1].path)
-    for image in photos():
-        want, got = edgepose.load(onnx_graph, conf=CONF)(image), edgepose.load(ir, conf=CONF)(image)
-        assert len(want) == len(got)
-        for a, b in zip(want.persons, got.persons):
-            assert np.abs(a.box - b.box).max() < 0.01 and np.abs(a.keypoints - b.keypoints).max() < 0.01
+    assert_ir_matches(onnx_graph, Path(export_model(onnx_graph, format="openvino", out=tmp_path / "y26")[-1].path))
 
     calib = tmp_path / "calib"
     calib.mkdir()
