@@ -1,4 +1,4 @@
-"""Reproduce the README's latency table: one ``edgepose bench`` run, saved per machine.
+"""Reproduce the latency table of docs/benchmark.md: one ``edgepose bench`` run, saved per machine.
 
     python benchmarks/pose_latency.py [--machine NAME] [--runs 60] [--dry-run]
 

@@ -1,4 +1,4 @@
-"""Reproduce the README's spinning table: onnxruntime with and without busy-waiting threads, on an
+"""Reproduce the spinning table of docs/benchmark.md: onnxruntime with and without busy-waiting threads, on an
 idle machine and beside 1 or 2 processes that each keep a core busy.
 
     python benchmarks/spin_load.py [--model M] [--busy 0,1,2] [--rounds 6] [--out FILE]
