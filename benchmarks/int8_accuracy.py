@@ -108,12 +108,12 @@ def main() -> None:
     reuse_freed_memory()  # time the graphs as the `edgepose bench` CLI process does
 
     source, data = Path(args.weights), Path(args.data)
-    yaml = Path(tempfile.mkdtemp()) / "data.yaml"  # the labelled images, with an absolute path (see the data README)
-    yaml.write_text(f"path: {data.resolve()}\nval: val_labelled.txt\nkpt_shape: [17, 3]\n")
-    labelled, _ = load_dataset(yaml)
-    halves = {"A": list(labelled[0::2]), "B": list(labelled[1::2])}
     matches: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        yaml = Path(tmp) / "data.yaml"  # the labelled images, with an absolute path (see the data README)
+        yaml.write_text(f"path: {data.resolve()}\nval: val_labelled.txt\nkpt_shape: [17, 3]\n")
+        labelled, _ = load_dataset(yaml)
+        halves = {"A": list(labelled[0::2]), "B": list(labelled[1::2])}
         folds = {f"test_{test}": run_fold(source, halves[calib], halves[test], test, Path(tmp), args.runs, matches)
                  for calib, test in (("A", "B"), ("B", "A"))}  # fmt: skip
     summary = {}

@@ -169,11 +169,10 @@ def test_classifier_refuses_a_custom_layout(custom_weights: dict[str, Path], tmp
 
 
 def _rewrite(graph: Path, target: Path, drop: tuple[str, ...] = (), set_: dict[str, str] | None = None) -> Path:
+    from edgepose.export.pose import set_metadata
+
     model = onnx.load(str(graph))
-    props = {p.key: p.value for p in model.metadata_props if p.key not in drop} | (set_ or {})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
+    set_metadata(model, {p.key: p.value for p in model.metadata_props if p.key not in drop} | (set_ or {}))
     onnx.save(model, str(target))
     return target
 
