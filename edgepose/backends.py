@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class Backend(Protocol):
     input_shape: tuple[int | None, int | None]  # (h, w); None where the graph is dynamic
     output_shape: tuple[int | None, ...]  # the head output's dims; None where dynamic
     providers: list[str]
+    engine: dict[str, Any]  # what runs (``describe_engine``): provider, device, requested vs compiled precision
 
     def run(self, tensor: np.ndarray) -> np.ndarray: ...
 
@@ -92,6 +93,9 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # onnxruntime raises its own untyped errors for any bad file
             raise ModelError(f"{path} is not a loadable ONNX graph: {first_line(exc)}") from None
         self.providers = self.session.get_providers()
+        # onnxruntime runs each op at the graph's own types (an FP16 or INT8 graph stays so); the provider is the choice
+        self.engine = {"backend": self.name, "device": device, "provider": self.providers[0],
+                       "precision": {"requested": None, "compiled": "as the graph"}}  # fmt: skip
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -173,12 +177,47 @@ class OpenVinoBackend:
         out = model.outputs[0].get_partial_shape()
         self.output_shape = tuple(d.get_length() if d.is_static else None for d in out)
         self.hint, self.precision = hint, precision
+        self.engine = self._compiled_engine(device, precision)
+
+    def _compiled_engine(self, device: str, precision: str) -> dict[str, Any]:
+        """What OpenVINO compiled, read back from the compiled model: a CPU plugin runs the requested
+        inference precision only where the CPU has it (f16 on this x86 host compiles as bf16; bf16 on
+        a Pi 5's Cortex-A76 as f16), so the request alone would mislead."""
+        requested = precision if device.startswith("CPU") else None
+        try:
+            compiled = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except Exception:  # a plugin without the property (NPU, some AUTO setups): nothing to read back
+            compiled = None
+        try:
+            devices = list(self.compiled.get_property("EXECUTION_DEVICES"))
+        except Exception:
+            devices = [device]
+        if requested and compiled and compiled != requested:
+            caps = ", ".join(self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+            log.warning(f"precision {requested} requested, but OpenVINO {device} runs {compiled} on this CPU "
+                        f"(its capabilities: {caps})")  # fmt: skip
+        return {"backend": self.name, "device": device, "execution_devices": devices,
+                "precision": {"requested": requested, "compiled": compiled}}  # fmt: skip
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
         if request is None:  # first call from this thread: its own request on the shared compiled model
             request = self._local.request = self.compiled.create_infer_request()
         return request.infer({0: tensor}, share_inputs=True)[0].copy()
+
+
+def describe_engine(engine: dict[str, Any]) -> str:
+    """One line for stderr and tables: 'onnxruntime CPUExecutionProvider' or 'OpenVINO CPU, precision bf16
+    (f16 requested)'."""
+    if engine["backend"] == "onnxruntime":
+        return f"onnxruntime {engine['provider']}"
+    precision = engine["precision"]
+    line = f"OpenVINO {','.join(engine['execution_devices'])}"
+    if precision["compiled"]:
+        line += f", precision {precision['compiled']}"
+        if precision["requested"] and precision["requested"] != precision["compiled"]:
+            line += f" ({precision['requested']} requested)"
+    return line
 
 
 def _rt_section(model: object, section: str) -> dict[str, str]:

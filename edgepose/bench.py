@@ -388,7 +388,8 @@ def _engine_facts(predictor: PosePredictor) -> dict[str, Any]:
     if backend.name == "openvino":
         compiled = backend.compiled  # type: ignore[attr-defined]
         facts["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-        facts["precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        facts["precision"] = backend.engine["precision"]["compiled"]  # what runs; the target names the request
+        facts["precision_requested"] = backend.engine["precision"]["requested"]
     else:
         options = backend.session.get_session_options()  # type: ignore[attr-defined]
         facts["threads_used"] = options.intra_op_num_threads or "onnxruntime default (one per physical core)"

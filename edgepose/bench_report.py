@@ -59,6 +59,14 @@ def _cold(target: dict[str, Any]) -> str:
             f"peak RSS {cold['peak_rss_mb']:.0f} MB")  # fmt: skip
 
 
+def _precision(target: dict[str, Any]) -> str:
+    """', precision bf16 (f16 requested)': what OpenVINO compiled, and the request where it differs."""
+    compiled, requested = target.get("precision"), target.get("precision_requested")
+    if not compiled:
+        return ""
+    return f", precision {compiled}" + (f" ({requested} requested)" if requested and requested != compiled else "")
+
+
 def _shapes(target: dict[str, Any]) -> str:
     """The network input sizes (h x w) the images got: one for a static graph, one per aspect for a dynamic one."""
     return ", ".join(dict.fromkeys("x".join(map(str, i["input_shape"])) for i in target["images"]))
@@ -146,7 +154,7 @@ def format_table(report: dict[str, Any]) -> str:
             continue
         shape = _shapes(t)
         lines += [
-            f"{t['target']}: {', '.join(t['providers'])}; input h x w {shape} ({'rect' if t['rect'] else 'square'} "
+            f"{t['target']}: {', '.join(t['providers'])}{_precision(t)}; input h x w {shape} ({'rect' if t['rect'] else 'square'} "
             f"letterbox); threads {t['threads_used']}; {t['runs']} runs",
             f"  session {t['session_s']:.3f} s; first result {t['first_result_ms']:.1f} ms "
             f"(inference {t['first_inference_ms']:.1f} ms)",
@@ -236,7 +244,7 @@ def to_markdown(report: dict[str, Any]) -> str:
               "p50 jump between two modes); frame / forward leaves out reading and decoding the file (a camera "
               "frame arrives decoded); the other columns pool all runs."]  # fmt: skip
     for t in (t for t in report["targets"] if t["status"] == "ok"):
-        lines += ["", f"## {t['target']} ({', '.join(t['providers'])}, {t['runs']} runs, threads {t['threads_used']})",
+        lines += ["", f"## {t['target']} ({', '.join(t['providers'])}{_precision(t)}, {t['runs']} runs, threads {t['threads_used']})",
                   "", f"Cold start: {_cold(t)}.", ""]  # fmt: skip
         table = [*_stage_rows(t["stages"], ROWS), ("bare forward", t["forward"])]
         lines += _md_table(["stage (ms)", *[c.upper() if c == "fps" else c for c in COLUMNS]],

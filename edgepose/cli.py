@@ -163,6 +163,15 @@ def _stream_predictor(model: str, engine: dict[str, Any], **kwargs: Any) -> Any:
     return load(model, **stream_engine(model, engine), **kwargs)
 
 
+def _announce_engine(predictor: Any) -> None:
+    """Say once on stderr what runs (provider; OpenVINO's compiled precision, with the request where they
+    differ): a result depends on it, and a fallback would otherwise pass unseen. Said once the input
+    has proved readable, so a bad input still gets its one ``error:`` line alone."""
+    from .backends import describe_engine
+
+    click.echo(f"engine: {describe_engine(predictor.backend.engine)}", err=True)
+
+
 @cli.command()
 @click.argument("source", required=False)
 @_predictor_options
@@ -190,7 +199,8 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
         predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                       classifier=classifier)  # fmt: skip
         predict_stream(source, predictor, save=save, json_out=json_out, vid_stride=vid_stride, track=tracking,
-                       echo=lambda line: click.echo(line, err=json_out == "-"))  # fmt: skip
+                       echo=lambda line: click.echo(line, err=json_out == "-"),
+                       on_first_frame=lambda: _announce_engine(predictor))  # fmt: skip
         return
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
@@ -222,6 +232,8 @@ def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, sav
                     failed += 1
                     continue
                 done += 1
+                if done == 1:
+                    _announce_engine(predictor)
                 if records:
                     records.write(result.to_dict())
                 if json_out != "-":
@@ -278,7 +290,12 @@ def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], io
     predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                   classifier=classifier)  # fmt: skip
     stream = Stream(source, predictor, vid_stride=vid_stride, track=tracking, realtime=True, loop=loop)
-    run_server(stream, host=host, port=port, limits=limits, announce=lambda line: click.echo(line, err=True))
+
+    def announce(line: str) -> None:  # once the server is up: what runs, then where
+        _announce_engine(predictor)
+        click.echo(line, err=True)
+
+    run_server(stream, host=host, port=port, limits=limits, announce=announce)
 
 
 @cli.command()
@@ -295,6 +312,7 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
 
     images, kpt_shape = load_dataset(data, split)
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    _announce_engine(predictor)
     metrics = evaluate(predictor, images, kpt_shape, conf=conf, progress=lambda x: _progress(list(x), "val"))
     metrics = {"model": model, "data": data, **metrics}
     if json_out != "-":
@@ -332,22 +350,27 @@ def compare(reference: str, candidate: str, images: str | None, data: str | None
 
 @cli.command()
 @click.argument("model", type=click.Path())
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="auto: OpenVINO for IR, onnxruntime for .onnx.")  # fmt: skip
+@click.option("--device", default=None, help="As predict's: the engine reported is the one this device compiles.")
+@click.option("--precision", type=click.Choice(OPENVINO_PRECISIONS), default="f32", show_default=True,
+              help="OpenVINO CPU inference precision to ask for; 'engine' says what compiled.")  # fmt: skip
 @VERIFY_OPTION
-def info(model: str, verify: bool) -> None:
+def info(model: str, backend: str, device: str | None, precision: str, verify: bool) -> None:
     """Print the metadata embedded in an exported graph (a pose graph, or a keypoint classifier:
-    its classes, the "no known pose" threshold and its training report)."""
+    its classes, the "no known pose" threshold and its training report), and the engine that runs it."""
     from .backends import open_backend
     from .classifier import CLASSIFIER_TASK
     from .metadata import ModelMeta, parse_value
 
-    backend = open_backend(model, verify=verify)
-    raw = {key: parse_value(value) for key, value in backend.metadata.items()}
+    opened = open_backend(model, backend=backend, device=device, precision=precision, verify=verify)
+    raw = {key: parse_value(value) for key, value in opened.metadata.items()}
     if raw.get("task") == CLASSIFIER_TASK:
-        payload = {"model": model, **raw}
+        payload = {"model": model, **raw, "engine": opened.engine}
     else:
-        meta = ModelMeta.parse(backend.metadata, source=model)
-        payload = {"model": model, "input_shape": list(backend.input_shape), "output_shape": list(backend.output_shape),
-                   **meta.raw}  # fmt: skip
+        meta = ModelMeta.parse(opened.metadata, source=model)
+        payload = {"model": model, "input_shape": list(opened.input_shape), "output_shape": list(opened.output_shape),
+                   "engine": opened.engine, **meta.raw}  # fmt: skip
     click.echo(json.dumps(payload, indent=2, default=str))
 
 

@@ -14,9 +14,19 @@ import numpy as np
 from .errors import InputError
 
 
+def is_device(path: Path) -> bool:
+    """An existing target that is not a regular file (``/dev/null``, ``/dev/stdout``, a FIFO): written
+    in place, since renaming a temp file over it would replace the device node itself."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+    """Write ``data`` to a temp file beside ``path`` and rename it into place (a device: in place)."""
     path = Path(path)
+    if is_device(path):
+        with open(path, "wb") as handle:
+            handle.write(data)
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)

@@ -22,6 +22,7 @@ import click
 import numpy as np
 
 from .errors import InputError
+from .outputs import is_device
 
 # container suffix -> FourCC that this OpenCV build writes and reads back (FFmpeg: mp4v, MJPG)
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -112,9 +113,9 @@ class JsonRecords:
         else:
             self.path = Path(target)
             _make_parent(self.path)
-            self.tmp = self.path.with_name(f".{self.path.name}.partial")
+            self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.partial")
             try:
-                self.handle = open(self.tmp, "w")  # noqa: SIM115 - closed in close/abort
+                self.handle = open(self.tmp or self.path, "w")  # noqa: SIM115 - closed in close/abort
             except OSError as exc:
                 raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
@@ -131,13 +132,15 @@ class JsonRecords:
         if not self.lines:
             self.handle.write(("[" if self.count == 0 else "") + "\n]\n")
             self.handle.flush()
-        if self.path is not None and self.tmp is not None:
+        if self.path is not None:
             self.handle.close()
-            os.replace(self.tmp, self.path)
+            if self.tmp is not None:
+                os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        if self.tmp is not None:
+        if self.path is not None:
             self.handle.close()
+        if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 
 
@@ -177,7 +180,8 @@ class Interrupt:
 
 
 def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: str | None, vid_stride: int,
-                   track: Any, echo: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+                   track: Any, echo: Callable[[str], None],
+                   on_first_frame: Callable[[], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run a stream through ``predictor`` into the requested outputs; returns a summary.
 
     A file source interrupted by a signal raises ``click.Abort`` (the CLI's "error: aborted", exit
@@ -199,6 +203,8 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
         with Interrupt(stream.request_stop) as interrupt, stream:
             for image, result in stream.iter_frames():
                 frames += 1
+                if frames == 1 and on_first_frame:
+                    on_first_frame()
                 persons += len(result.persons)
                 if records:
                     records.write(result.to_dict())

@@ -10,6 +10,7 @@ work, converted as a reference converter does. Every bad file is made here from 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import struct
@@ -36,6 +37,7 @@ from edgepose.val import box_iou
 from .conftest import ROOT, assert_one_line_error, edgepose_cli
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
+ENGINE_LINE = "engine: onnxruntime CPUExecutionProvider\n"  # predict says once what runs (nothing else on stderr)
 API_ERRORS = {InputError.exit_code: InputError, ModelError.exit_code: ModelError}
 
 
@@ -410,7 +412,7 @@ def test_valid_image_kinds_find_the_same_persons(yolo11_onnx: Path, tmp_path: Pa
     image_kinds(tmp_path / "kinds")
     reference = edgepose.load(yolo11_onnx)(bus())
     proc = edgepose_cli("predict", tmp_path / "kinds", "-m", yolo11_onnx, "--json", "-")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and proc.stderr == ENGINE_LINE, proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == 7
     ref_boxes = np.array([p.box for p in reference.persons])
@@ -427,7 +429,7 @@ def test_one_pixel_and_black_frames_give_zero_persons(yolo11_onnx: Path, tmp_pat
     cv2.imwrite(str(tmp_path / "one.png"), bus()[:1, :1])
     cv2.imwrite(str(tmp_path / "black.jpg"), np.zeros((480, 640, 3), np.uint8))
     proc = edgepose_cli("predict", tmp_path, "-m", yolo11_onnx, "--json", "-")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and proc.stderr == ENGINE_LINE, proc.stderr
     assert [(r["width"], r["height"], r["persons"]) for r in json.loads(proc.stdout)] == [(640, 480, []), (1, 1, [])]
     predictor = edgepose.load(yolo11_onnx)
     assert len(predictor(np.zeros((1, 1, 3), np.uint8))) == 0
@@ -505,7 +507,7 @@ def test_folder_mixing_images_and_other_files(yolo11_onnx: Path, samples: list[P
     (tmp_path / "README").write_text("no suffix")
     (tmp_path / "sub.jpg").mkdir()  # a folder with an image suffix
     proc = edgepose_cli("predict", tmp_path, "-m", yolo11_onnx, "--json", "-")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.returncode == 0 and proc.stderr == ENGINE_LINE, proc.stderr
     assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["bus.jpg", "zidane.jpg"]
 
 
@@ -520,7 +522,7 @@ def test_folder_with_bad_files_keeps_going(yolo11_onnx: Path, samples: list[Path
     proc = edgepose_cli("predict", src, "-m", yolo11_onnx, "--json", out / "r.json", "--save", out / "annotated")
     assert proc.returncode == PartialFailure.exit_code == 6
     lines = proc.stderr.splitlines()
-    assert lines == [f"warning: skipped not a readable image: {src / 'b.jpg'}",
+    assert lines == [ENGINE_LINE.strip(), f"warning: skipped not a readable image: {src / 'b.jpg'}",
                      f"warning: skipped corrupt PNG, truncated in its IDAT chunk: {src / 'c.png'}",
                      "error: 2 of 4 images failed and were skipped; the other 2 were processed"]  # fmt: skip
     assert [Path(r["image"]).name for r in json.loads((out / "r.json").read_text())] == ["a.jpg", "d.jpg"]
@@ -545,7 +547,7 @@ def test_interrupted_folder_run_leaves_no_json(yolo11_onnx: Path, samples: list[
     assert proc.stdout.readline().endswith("000.jpg: 4 person(s)\n")  # the run is under way
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and stderr == "error: aborted\n"
+    assert proc.returncode == 130 and stderr == ENGINE_LINE + "error: aborted\n"  # the one error, after the engine line
     assert out.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["annotated", "in", "r.json"]
     saved = sorted((tmp_path / "annotated").iterdir())
     assert 1 <= len(saved) < 200 and all(p.suffix == ".jpg" and cv2.imread(str(p)) is not None for p in saved)
@@ -566,5 +568,29 @@ def test_dataset_with_a_bad_file_keeps_going(yolo11_onnx: Path, samples: list[Pa
 def test_dynamic_graph_rounds_imgsz_to_stride(yolo11_dynamic_onnx: Path, samples: list[Path]) -> None:
     proc = edgepose_cli("predict", samples[1], "-m", yolo11_dynamic_onnx, "--imgsz", "333", "--json", "-")
     assert proc.returncode == 0
-    assert proc.stderr == "warning: imgsz 333 is not a multiple of stride 32; using 352\n"
+    assert proc.stderr == "warning: imgsz 333 is not a multiple of stride 32; using 352\n" + ENGINE_LINE
     assert len(json.loads(proc.stdout)[0]["persons"]) >= 1
+
+
+def test_json_to_a_device_writes_in_place(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    """``--json /dev/stdout`` or a FIFO is written through, never renamed over: the atomic temp-then-rename
+    of a file once replaced /dev/null itself with a regular file."""
+    import stat
+    import threading
+
+    from edgepose.outputs import write_json
+
+    for how in ("predict", "write_json"):
+        fifo = tmp_path / f"{how}.fifo"
+        os.mkfifo(fifo)
+        got: list[str] = []
+        reader = threading.Thread(target=lambda f=fifo, out=got: out.append(f.read_text()))
+        reader.start()
+        if how == "predict":
+            proc = edgepose_cli("predict", samples[0], "-m", yolo11_onnx, "--json", fifo)
+            assert proc.returncode == 0, proc.stderr
+        else:
+            write_json(fifo, {"persons": 4})
+        reader.join(timeout=60)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode) and json.loads(got[0]), how
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predict.fifo", "write_json.fifo"]  # no temp file left

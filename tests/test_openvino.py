@@ -4,6 +4,7 @@ loadable by every runtime verb, and refused cleanly when the inputs are wrong.""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -257,3 +258,55 @@ def test_int8_accuracy_gate(yolo11_onnx: Path, calib: Path, tmp_path: Path) -> N
     assert proc.returncode == 0 and "accuracy not measured" in proc.stdout
     assert_one_line_error(edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", calib, "--max-drop", 1,
                                    "--out", out), 3, "--max-drop gates")  # fmt: skip
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16", "f16"])
+def test_engine_reports_the_precision_openvino_compiled(yolo11_onnx: Path, samples: list[Path], precision: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    import cv2
+    import openvino as ov
+
+    from edgepose.backends import open_backend
+    from edgepose.preprocess import letterbox_tensor
+
+    reference = open_backend(yolo11_onnx, backend="openvino", precision="f32")
+    assert reference.engine["precision"] == {"requested": "f32", "compiled": "f32"}  # every CPU runs f32
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        backend = open_backend(yolo11_onnx, backend="openvino", precision=precision)
+    compiled = backend.engine["precision"]["compiled"]
+    assert backend.engine["precision"]["requested"] == precision and compiled in ("f32", "bf16", "f16")
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert compiled != "bf16" or "BF16" in capabilities
+    assert compiled != "f16" or "FP16" in capabilities
+    # what the report says runs is what runs: the very numbers of f32 exactly when f32 compiled
+    tensor, _ = letterbox_tensor(cv2.imread(str(samples[0])), (640, 640))
+    assert np.array_equal(reference.run(tensor), backend.run(tensor)) == (compiled == "f32")
+    warnings = [r.getMessage() for r in caplog.records if "requested" in r.getMessage()]
+    if compiled == precision:
+        assert warnings == []
+    else:  # asking for what the CPU cannot run names what runs instead
+        assert warnings == [f"precision {precision} requested, but OpenVINO CPU runs {compiled} on this CPU "
+                            f"(its capabilities: {', '.join(capabilities)})"]  # fmt: skip
+
+
+def test_predict_info_and_bench_report_requested_and_compiled_precision(yolo11_onnx: Path, samples: list[Path],
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    from edgepose.backends import open_backend
+
+    compiled = open_backend(yolo11_onnx, backend="openvino", precision="f16").engine["precision"]["compiled"]
+    shown = f"precision {compiled}" + (" (f16 requested)" if compiled != "f16" else "")
+    proc = edgepose("predict", samples[0], "-m", yolo11_onnx, "--backend", "openvino", "--precision", "f16",
+                    "--json", tmp_path / "r.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("engine: ") == 1 and f"engine: OpenVINO CPU, {shown}\n" in proc.stderr, proc.stderr
+    proc = edgepose("info", yolo11_onnx, "--backend", "openvino", "--precision", "f16")
+    assert proc.returncode == 0, proc.stderr
+    engine = json.loads(proc.stdout)["engine"]
+    assert engine["precision"] == {"requested": "f16", "compiled": compiled} and engine["execution_devices"] == ["CPU"]
+    assert json.loads(edgepose("info", yolo11_onnx).stdout)["engine"]["provider"] == "CPUExecutionProvider"
+    proc = edgepose("bench", "-m", yolo11_onnx, "--backend", "openvino", "--precision", "f16", "--runs", "2",
+                    "--warmup", "0", "--no-cold-start", "--json", tmp_path / "b.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (target,) = json.loads((tmp_path / "b.json").read_text())["targets"]
+    assert (target["precision"], target["precision_requested"]) == (compiled, "f16")
+    assert f"OpenVINO:CPU, {shown};" in proc.stdout

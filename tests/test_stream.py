@@ -287,7 +287,7 @@ def test_interrupting_a_file_keeps_nothing(yolo11_onnx: Path, tmp_path: Path, si
         assert json.loads(proc.stdout.readline())["frame"] == 0
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and stderr == "error: aborted\n"
+    assert proc.returncode == 130 and stderr == "engine: onnxruntime CPUExecutionProvider\nerror: aborted\n"
     assert not out.exists() or not list(out.iterdir())  # no video, no JSON, not even partial ones
 
 
