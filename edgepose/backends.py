@@ -61,7 +61,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None,
-                 spin: bool = False) -> None:  # fmt: skip
+                 spin: bool = False, precision: str = "f32", trt_cache: str | os.PathLike | None = None) -> None:  # fmt: skip
         import onnxruntime as ort
 
         path = Path(path)
@@ -88,14 +88,24 @@ class OnnxRuntimeBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if threads:
             options.intra_op_num_threads = threads
+        built = dict(provider_options(device, precision, trt_cache))
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers,
+                                                provider_options=[built.get(p, {}) for p in providers])  # fmt: skip
         except Exception as exc:  # onnxruntime raises its own untyped errors for any bad file
             raise ModelError(f"{path} is not a loadable ONNX graph: {first_line(exc)}") from None
         self.providers = self.session.get_providers()
-        # onnxruntime runs each op at the graph's own types (an FP16 or INT8 graph stays so); the provider is the choice
+        self.provider_options = {p: built[p] for p in self.providers if p in built}  # what onnxruntime was handed
+        # onnxruntime runs each op at the graph's own types (an FP16 or INT8 graph stays so), except where
+        # TensorRT is asked for FP16 kernels: only that provider offers a precision of its own
+        trt = self.providers[0] == "TensorrtExecutionProvider"
+        compiled = "f16" if trt and precision == "f16" else "as the graph"
+        if precision != "f32" and compiled != precision:
+            log.warning(f"precision {precision} requested, but onnxruntime's {self.providers[0]} runs the graph's "
+                        "own types (precision is OpenVINO's CPU setting, and f16 TensorRT's)")  # fmt: skip
         self.engine = {"backend": self.name, "device": device, "provider": self.providers[0],
-                       "precision": {"requested": None, "compiled": "as the graph"}}  # fmt: skip
+                       "provider_options": self.provider_options,
+                       "precision": {"requested": precision, "compiled": compiled}}  # fmt: skip
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -107,6 +117,30 @@ class OnnxRuntimeBackend:
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run(self.output_names, {self.input_name: tensor})[0]
+
+
+def default_trt_cache() -> Path:
+    """Where TensorRT's engines are kept between runs unless told: building one takes minutes on a Jetson."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepose" / "tensorrt"
+
+
+def provider_options(device: str, precision: str = "f32",
+                     trt_cache: str | os.PathLike | None = None) -> list[tuple[str, dict[str, str]]]:  # fmt: skip
+    """(provider, the options onnxruntime is handed for it) for ``device``'s providers that take any.
+    TensorRT: engine and timing caches on, in ``trt_cache`` (``default_trt_cache()``), so only the first
+    run of a graph builds its engine; FP16 kernels when ``precision`` is f16. CUDA: device 0, and
+    cuDNN's exhaustive convolution search (once per session, then the fastest kernels)."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for provider in ORT_PROVIDERS[device]:
+        if provider == "TensorrtExecutionProvider":
+            cache = str(Path(trt_cache) if trt_cache else default_trt_cache())
+            out.append((provider, {"device_id": "0", "trt_engine_cache_enable": "True",
+                                   "trt_engine_cache_path": cache, "trt_timing_cache_enable": "True",
+                                   "trt_timing_cache_path": cache,
+                                   "trt_fp16_enable": str(precision == "f16")}))  # fmt: skip
+        elif provider == "CUDAExecutionProvider":
+            out.append((provider, {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}))
+    return out
 
 
 def ir_files(path: Path) -> tuple[Path, Path]:
@@ -210,7 +244,13 @@ def describe_engine(engine: dict[str, Any]) -> str:
     """One line for stderr and tables: 'onnxruntime CPUExecutionProvider' or 'OpenVINO CPU, precision bf16
     (f16 requested)'."""
     if engine["backend"] == "onnxruntime":
-        return f"onnxruntime {engine['provider']}"
+        line = f"onnxruntime {engine['provider']}"
+        precision = engine["precision"]
+        if precision["requested"] != "f32" or precision["compiled"] != "as the graph":
+            line += f", precision {precision['compiled']}"
+            if precision["requested"] != precision["compiled"]:
+                line += f" ({precision['requested']} requested)"
+        return line
     precision = engine["precision"]
     line = f"OpenVINO {','.join(engine['execution_devices'])}"
     if precision["compiled"]:
@@ -250,10 +290,12 @@ def check_model_form(path: str | os.PathLike) -> Path:
 
 def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | None = None,
                  threads: int | None = None, hint: str = "latency", precision: str = "f32",
-                 spin: bool = False, verify: bool = False) -> Backend:  # fmt: skip
+                 spin: bool = False, verify: bool = False, trt_cache: str | os.PathLike | None = None) -> Backend:  # fmt: skip
     """Open a model file with the engine that runs it; ``device`` is in that engine's names
     (onnxruntime: cpu, cuda, tensorrt, openvino, coreml; OpenVINO: CPU, GPU, NPU, AUTO).
     ``spin``: onnxruntime's threads busy-wait between runs (its own default; edgepose's is off).
+    ``precision``: OpenVINO's CPU inference precision, or (f16) TensorRT's FP16 kernels; ``trt_cache``:
+    where TensorRT keeps its engines (``provider_options``).
     ``verify``: first check the file(s) against the ``.sha256`` sidecars export wrote."""
     check_model_form(path)
     if verify:
@@ -264,4 +306,5 @@ def open_backend(path: str | os.PathLike, backend: str = "auto", device: str | N
         if spin:
             raise InputError("spin is an onnxruntime setting; OpenVINO has no such option")
         return OpenVinoBackend(path, device=device or "CPU", threads=threads, hint=hint, precision=precision)
-    return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads, spin=spin)
+    return OnnxRuntimeBackend(path, device=(device or "cpu").lower(), threads=threads, spin=spin, precision=precision,
+                              trt_cache=trt_cache)  # fmt: skip

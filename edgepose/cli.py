@@ -24,7 +24,7 @@ from .errors import EdgeposeError, InputError, PartialFailure
 from .memory import reuse_freed_memory
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
-ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "spin", "verify")
+ENGINE_OPTIONS = ("backend", "device", "threads", "hint", "precision", "spin", "verify", "trt_cache")
 
 
 class _StderrFormatter(logging.Formatter):
@@ -107,7 +107,11 @@ def _predictor_options(func: Any) -> Any:
         click.option("--hint", type=click.Choice(OPENVINO_HINTS), default="latency", show_default=True,
                      help="OpenVINO performance hint (video, camera, serve: throughput unless given)."),
         click.option("--precision", type=click.Choice(OPENVINO_PRECISIONS), default="f32", show_default=True,
-                     help="OpenVINO CPU inference precision (bf16: faster where the CPU has it, ~1 px drift)."),
+                     help="OpenVINO CPU inference precision (bf16: faster where the CPU has it, ~1 px drift); "
+                          "f16 also turns on TensorRT's FP16 kernels (--device tensorrt)."),
+        click.option("--trt-cache", type=click.Path(file_okay=False), default=None,
+                     help="--device tensorrt: where TensorRT keeps its built engines [default: "
+                          "~/.cache/edgepose/tensorrt]."),
         click.option("--spin/--no-spin", default=False, show_default=True,
                      help="onnxruntime threads busy-wait between runs: faster on a device that runs nothing else."),
         click.option("--iou", type=float, default=0.7, show_default=True, help="NMS IoU threshold."),

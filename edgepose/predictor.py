@@ -46,6 +46,8 @@ class PosePredictor:
     minimal-padding rectangle at ``imgsz`` (rounded up to the stride). ``backend`` is ``auto``
     (by file form), ``onnxruntime`` or ``openvino``; ``device`` is in that engine's names.
     ``verify=True`` refuses a model whose files differ from the ``.sha256`` sidecars export wrote.
+    ``precision``: OpenVINO's CPU inference precision; f16 also turns on TensorRT's FP16 kernels, whose
+    engines are cached in ``trt_cache`` (``backends.provider_options``).
     ``spin=True`` lets onnxruntime's threads busy-wait between runs, as onnxruntime does by default:
     lower latency on a device that runs nothing else, slower everywhere else (so off here). The
     classifier never spins: its run takes microseconds, its waits would only take cores away.
@@ -70,6 +72,7 @@ class PosePredictor:
         precision: str = "f32",
         spin: bool = False,
         verify: bool = False,
+        trt_cache: str | os.PathLike | None = None,
     ) -> None:
         self.model_path = Path(model)
         self.conf = check_threshold("conf", conf)
@@ -80,7 +83,8 @@ class PosePredictor:
         if threads is not None and threads < 1:
             raise InputError(f"threads must be at least 1, got {threads}")
         self.backend: Backend = open_backend(self.model_path, backend, device=device, threads=threads, hint=hint,
-                                             precision=precision, spin=spin, verify=verify)  # fmt: skip
+                                             precision=precision, spin=spin, verify=verify,
+                                             trt_cache=trt_cache)  # fmt: skip
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
         self.head_form = head_form(self.meta, self.backend.output_shape, str(self.model_path))
         if self.head_form == "embedded-nms":

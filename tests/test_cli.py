@@ -56,6 +56,45 @@ def test_unavailable_device_falls_back_with_warning(yolo11_onnx: Path, samples: 
     assert len(json.loads(proc.stdout)[0]["persons"]) == 4
 
 
+def test_tensorrt_and_cuda_options_are_built_and_handed_over(yolo11_onnx: Path, samples: list[Path],
+                                                             tmp_path: Path) -> None:  # fmt: skip
+    """--device tensorrt: engine and timing caches in --trt-cache, FP16 kernels with --precision f16, handed to
+    onnxruntime for each provider it has; where it has neither, a warning each and the CPU's very results."""
+    import onnxruntime as ort
+
+    from edgepose.backends import open_backend, provider_options
+
+    cache = tmp_path / "trt"
+    built = dict(provider_options("tensorrt", "f16", cache))
+    assert list(built) == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    trt = built["TensorrtExecutionProvider"]
+    assert trt["trt_fp16_enable"] == trt["trt_engine_cache_enable"] == trt["trt_timing_cache_enable"] == "True"
+    assert trt["trt_engine_cache_path"] == trt["trt_timing_cache_path"] == str(cache)
+    assert dict(provider_options("tensorrt"))["TensorrtExecutionProvider"]["trt_fp16_enable"] == "False"
+    assert dict(provider_options("cuda")) == {"CUDAExecutionProvider": built["CUDAExecutionProvider"]}
+    assert provider_options("cpu") == []
+    backend = open_backend(yolo11_onnx, device="tensorrt", precision="f16", trt_cache=cache)
+    available = ort.get_available_providers()
+    session = backend.session.get_provider_options()  # what onnxruntime holds, per registered provider
+    for provider, options in built.items():
+        if provider in available and provider in backend.providers:  # onnxruntime-gpu with its libraries
+            held = {k: {"True": "1", "False": "0"}.get(v, v) for k, v in options.items()}
+            assert {k: session[provider][k] for k in held} == held and backend.provider_options[provider] == options
+        else:
+            assert provider not in backend.provider_options
+    if "TensorrtExecutionProvider" not in available:
+        cpu = edgepose("predict", samples[0], "-m", yolo11_onnx, "--json", "-")
+        proc = edgepose("predict", samples[0], "-m", yolo11_onnx, "--device", "tensorrt", "--precision", "f16",
+                        "--trt-cache", cache, "--json", "-")  # fmt: skip
+        assert proc.returncode == 0 and proc.stdout == cpu.stdout, proc.stderr
+        assert proc.stderr.splitlines() == [
+            "warning: device 'tensorrt': TensorrtExecutionProvider, CUDAExecutionProvider not available in this "
+            "onnxruntime; using CPUExecutionProvider",
+            "warning: precision f16 requested, but onnxruntime's CPUExecutionProvider runs the graph's own types "
+            "(precision is OpenVINO's CPU setting, and f16 TensorRT's)",
+            "engine: onnxruntime CPUExecutionProvider, precision as the graph (f16 requested)"]  # fmt: skip
+
+
 def test_python_api(yolo11_onnx: Path, samples: list[Path]) -> None:
     import edgepose as ep
 
