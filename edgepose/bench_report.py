@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .bench import model_names
+from .bench_targets import model_names
 from .errors import MissingExtraError
 from .outputs import write_bytes_atomic
 

@@ -29,8 +29,9 @@ from typing import Any, NamedTuple
 from .device_info import usable_cores
 from .errors import InputError
 from .predictor import PosePredictor, load
-from .stream import Stream, VideoSource, stream_engine
+from .stream import Stream, stream_engine
 from .track import Stabilizer, TrackOptions
+from .video_source import VideoSource
 
 SAMPLE = "sample"  # --video sample: a video made from the bundled photos
 # frames per photo: 120 frames (about 4 s a pass) make one round's ratio steady to a few per cent;

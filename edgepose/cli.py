@@ -70,19 +70,6 @@ def cli() -> None:
     """Export Ultralytics pose models to ONNX and run them without torch."""
 
 
-def _print_accuracy(report: dict[str, Any], to_stderr: bool) -> None:
-    p, d = report["persons"], report["keypoint_drift_px"]
-    click.echo(f"  accuracy on {report['images']} image(s): persons matched {p['matched']}, missed {p['missed']}, "
-               f"extra {p['extra']}; keypoint drift mean {d['mean']:.3f} px, p95 {d['p95']:.3f}, max {d['max']:.3f}",
-               err=to_stderr)  # fmt: skip
-    if "map" in report:
-        m = report["map"]
-        click.echo(f"  pose mAP50-95 {m['reference']['pose_map50_95']:.4f} -> {m['candidate']['pose_map50_95']:.4f} "
-                   f"({m['pose_map50_95_delta']:+.4f}; 95% interval over images "
-                   f"{m['pose_map50_95_delta_ci95'][0]:+.4f} to {m['pose_map50_95_delta_ci95'][1]:+.4f})",
-                   err=to_stderr)  # fmt: skip
-
-
 VERIFY_OPTION = click.option("--verify", is_flag=True,
                              help="Refuse models (and --classifier) whose files differ from their export .sha256 sidecars.")  # fmt: skip
 
@@ -195,7 +182,7 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
     a camera index (0) or a stream URL."""
     from .predictor import load
     from .sources import list_images, sample_images
-    from .stream import is_stream_source
+    from .video_source import is_stream_source
 
     if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
         from .video import predict_stream
@@ -286,7 +273,8 @@ def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], io
         from .serve import ServeLimits, run_server
     except ImportError as exc:
         raise MissingExtraError("serve", exc.name or "a dependency") from None
-    from .stream import Stream, is_stream_source
+    from .stream import Stream
+    from .video_source import is_stream_source
 
     if not is_stream_source(source):
         raise InputError(f"--source must be a camera index, a video file or a stream URL, got {source!r}")
@@ -300,56 +288,6 @@ def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], io
         click.echo(line, err=True)
 
     run_server(stream, host=host, port=port, limits=limits, announce=announce)
-
-
-@cli.command()
-@click.argument("data", type=click.Path())
-@_predictor_options
-@click.option("--conf", type=float, default=0.001, show_default=True, help="Score threshold (as yolo val).")
-@click.option("--split", default="val", show_default=True)
-@click.option("--json", "json_out", default=None, help="Write the metrics here ('-' for stdout).")
-def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float, split: str,
-        json_out: str | None) -> None:  # fmt: skip
-    """Pose and box mAP on a YOLO-format pose dataset, computed as 'yolo val pose' does."""
-    from .predictor import load
-    from .val import evaluate, load_dataset
-
-    images, kpt_shape = load_dataset(data, split)
-    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    _announce_engine(predictor)
-    metrics = evaluate(predictor, images, kpt_shape, conf=conf, progress=lambda x: _progress(list(x), "val"))
-    metrics = {"model": model, "data": data, **metrics}
-    if json_out != "-":
-        click.echo(
-            f"{metrics['images']} images, {metrics['instances']} persons: "
-            f"pose mAP50-95 {metrics['pose_map50_95']:.4f}  mAP50 {metrics['pose_map50']:.4f}  "
-            f"box mAP50-95 {metrics['box_map50_95']:.4f}  mAP50 {metrics['box_map50']:.4f}"
-        )
-    _emit_json(json_out, metrics)
-
-
-@cli.command()
-@click.argument("reference", type=click.Path())
-@click.argument("candidate", type=click.Path())
-@click.option("--images", type=click.Path(), default=None, help="Folder of real images (default: the samples).")
-@click.option("--data", type=click.Path(), default=None, help="YOLO pose dataset yaml: adds OKS mAP of both.")
-@click.option("--conf", type=float, default=0.25, show_default=True)
-@click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs and .pt checkpoints.")
-@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
-def compare(reference: str, candidate: str, images: str | None, data: str | None, conf: float, imgsz: int | None,
-            json_out: str | None) -> None:  # fmt: skip
-    """Keypoint drift (px), detection agreement and mAP of CANDIDATE against REFERENCE.
-
-    Each is a graph (.onnx on onnxruntime, OpenVINO IR on OpenVINO) or a .pt run by Ultralytics."""
-    from .compare import accuracy_report
-    from .sources import list_images, sample_images
-
-    paths = list_images(images) if images else sample_images()
-    report = accuracy_report(reference, candidate, paths, data, progress=lambda x: _progress(x, "compare"), conf=conf,
-                             imgsz=imgsz)  # fmt: skip
-    if json_out != "-":
-        _print_accuracy(report, False)
-    _emit_json(json_out, report)
 
 
 @cli.command()
@@ -378,119 +316,8 @@ def info(model: str, backend: str, device: str | None, precision: str, verify: b
     click.echo(json.dumps(payload, indent=2, default=str))
 
 
-@cli.command()
-@click.option(
-    "--model",
-    "-m",
-    multiple=True,
-    default=(DEFAULT_POSE_MODEL,),
-    show_default=True,
-    help="Pose graph: .onnx, or OpenVINO IR (.xml or its folder). Repeatable: the models are timed in the "
-    "same rounds and each is compared with the first one given on the same backend and device.",
-)
-@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds the classifier stage.")
-@click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    help="onnxruntime, openvino, or both comma-separated (auto: by the model's form).",
-)
-@click.option(
-    "--devices",
-    default=None,
-    help="Comma list: onnxruntime cpu,cuda,tensorrt,openvino,coreml; OpenVINO CPU,GPU,NPU,AUTO; "
-    "'openvino:GPU' pins one. Unavailable ones are reported as skipped. Default: the CPU.",
-)
-@click.option("--images", type=click.Path(), default=None, help="Folder or image (default: the bundled samples).")
-@click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs.")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed runs first.")
-@click.option("--runs", type=click.IntRange(min=1), default=None, help="Timed runs per device [default: 50].")
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Instead of --runs: as many runs as fit in this many seconds per device.",
-)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Inference threads (default: engine's).")
-@click.option(
-    "--streams",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Also measure N frames in flight (N >= 2): FPS against single-stream latency.",
-)
-@click.option(
-    "--video",
-    default=None,
-    metavar="FILE|sample",
-    help="Also measure stream FPS on this video: edgepose's overlapped stream against one frame at a time "
-    "('sample': a video made from the bundled photos).",
-)
-@click.option("--video-rounds", type=click.IntRange(min=1), default=6, show_default=True,
-              help="Alternating one-frame-at-a-time / overlapped passes over --video.")  # fmt: skip
-@click.option(
-    "--precision",
-    default="f32",
-    show_default=True,
-    help="OpenVINO CPU inference precision (f32, bf16, f16); a comma list (f32,bf16) measures each.",
-)
-@click.option("--spin", is_flag=True,
-              help="Also time onnxruntime on cpu with its threads busy-waiting between runs (onnxruntime's default).")  # fmt: skip
-@click.option("--conf", type=float, default=0.25, show_default=True)
-@click.option("--iou", type=float, default=0.7, show_default=True)
-@click.option("--max-det", type=int, default=300, show_default=True)
-@click.option(
-    "--cold-start/--no-cold-start",
-    default=True,
-    show_default=True,
-    help="Time a fresh process from spawn to first result (and its peak RSS).",
-)
-@click.option(
-    "--compare-ultralytics",
-    "ultralytics",
-    multiple=True,
-    metavar="WEIGHTS",
-    help="Also time Ultralytics' predict on this .pt/.onnx (needs the export extra); repeatable.",
-)
-@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
-@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the report as Markdown.")
-@click.option(
-    "--plot",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write per-stage latency bars as PNG (needs the bench extra: matplotlib).",
-)
-def bench(model: tuple[str, ...], classifier: str | None, backend: str, devices: str | None, images: str | None,
-          imgsz: int | None, warmup: int, runs: int | None, seconds: float | None, threads: int | None, streams: int,
-          video: str | None, video_rounds: int, precision: str, spin: bool, conf: float, iou: float, max_det: int,
-          cold_start: bool, ultralytics: tuple[str, ...], json_out: str | None, markdown: str | None,
-          plot: str | None) -> None:  # fmt: skip
-    """Latency per stage, bare forward pass, cold start and memory per model, backend and device."""
-    from .bench import BenchSettings, run_bench
-    from .bench_report import format_table, to_markdown, write_plot
-    from .outputs import write_bytes_atomic
-
-    if plot:  # fail before minutes of measuring, not after
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            from .errors import MissingExtraError
-
-            raise MissingExtraError("bench", "matplotlib") from None
-    settings = BenchSettings(model=model, classifier=classifier, backend=backend, devices=devices, images=images,
-                             imgsz=imgsz, warmup=warmup, runs=runs, seconds=seconds, threads=threads, streams=streams,
-                             video=video, video_rounds=video_rounds, precision=precision, spin=spin, conf=conf, iou=iou,
-                             max_det=max_det, cold_start=cold_start, compare_ultralytics=ultralytics)  # fmt: skip
-    report = run_bench(settings, progress=_progress)
-    click.echo(format_table(report), err=json_out == "-")
-    _emit_json(json_out, report)
-    if markdown:
-        write_bytes_atomic(markdown, to_markdown(report).encode())
-    if plot:
-        write_plot(report, plot)
-
-
-from . import cli_classifier, cli_export  # noqa: E402, F401 - register dataset, train, eval and export on ``cli``
+# the other verbs register themselves on ``cli``
+from . import cli_accuracy, cli_bench, cli_classifier, cli_export  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

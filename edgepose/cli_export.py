@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from .cli import _emit_json, _print_accuracy, _progress, cli
+from .cli import _emit_json, _progress, cli
+from .cli_accuracy import print_accuracy
 
 
 @cli.command()
@@ -122,5 +123,5 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
         accuracy = accuracy_report(derived.source, derived.path, list_images(folder) if folder else sample_images(),
                                    data, progress=lambda x: _progress(x, "compare"))  # fmt: skip
         payload[-1]["accuracy"] = accuracy
-        _print_accuracy(accuracy, json_out == "-")
+        print_accuracy(accuracy, json_out == "-")
     _emit_json(json_out, payload if len(payload) > 1 else payload[0])

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import MissingExtraError
+from .errors import InputError, MissingExtraError
+from .keypoints import COCO_KEYPOINTS
 from .postprocess import Detections
 from .results import Result
 from .sources import read_image
@@ -70,7 +71,7 @@ def compare_results(pairs: Iterable[tuple[Result, Result]]) -> dict[str, Any]:
             d = np.full(len(a.keypoints), np.nan)
             d[sure] = np.linalg.norm(a.keypoints[sure, :2] - b.keypoints[sure, :2], axis=1)
             drift.append(d)
-            if a.label is not None and b.label is not None:
+            if _classified(a) and _classified(b):  # "no known pose" (label None) is a label too
                 label_total += 1
                 label_same += a.label == b.label
     per_kpt = np.array(drift) if drift else np.zeros((0, len(names)))
@@ -85,6 +86,10 @@ def compare_results(pairs: Iterable[tuple[Result, Result]]) -> dict[str, Any]:
     return report
 
 
+def _classified(person: Any) -> bool:
+    return person.label is not None or person.pose_score is not None
+
+
 def compare_models(
     ref: Model,
     got: Model,
@@ -97,6 +102,31 @@ def compare_models(
         image = read_image(path)
         pairs.append((ref.predict(image, name=str(path)), got.predict(image, name=str(path))))
     return {"images": len(images), **compare_results(pairs)}
+
+
+def compare_result_files(ref: str, got: str) -> dict[str, Any]:
+    """Two runs' ``predict --json`` files (made on two devices, say): images paired by file name (a
+    folder's JSON array) or frames by index (a video's JSON Lines), then ``compare_results``."""
+    runs = [_read_results(path) for path in (ref, got)]
+    if set(runs[0]) != set(runs[1]):
+        only = sorted(set(runs[0]) ^ set(runs[1]), key=str)[:3]
+        raise InputError(f"{ref} and {got} hold different images or frames (e.g. {', '.join(map(str, only))})")
+    pairs = [(runs[0][key], runs[1][key]) for key in sorted(runs[0], key=str)]
+    return {"reference": ref, "candidate": got, "images": len(pairs), **compare_results(pairs)}
+
+
+def _read_results(path: str) -> dict[str | int, Result]:
+    import json
+
+    try:
+        text = Path(path).read_text()
+        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
+        first = next((r["persons"][0] for r in records if r["persons"]), None)
+        names = COCO_KEYPOINTS if first is not None and len(first["keypoints"]) == len(COCO_KEYPOINTS) else ()
+        results = [Result.from_dict(r, names) for r in records]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a predict --json file ({type(exc).__name__}: {exc})") from None
+    return {r.frame if r.frame is not None else Path(r.image).name: r for r in results}
 
 
 def open_model(path: str, conf: float = 0.25, imgsz: int | None = None, **engine: Any) -> Model:

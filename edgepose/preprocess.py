@@ -10,6 +10,11 @@ import cv2
 import numpy as np
 
 PAD_VALUE = 114
+# Ultralytics' interpolation, kept for parity with the PyTorch source. The aarch64 OpenCV wheel rounds it
+# differently (its ARM paths): +-1 grey level in ~15 % of a letterboxed tensor's values; INTER_LINEAR_EXACT
+# gives identical pixels on both but departs from Ultralytics on x86. benchmarks/cross_platform.py measures
+# both (pose mAP, x86-vs-arm64 keypoint drift); docs/deploy.md has the figures and the decision.
+RESIZE = cv2.INTER_LINEAR
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def _resized(image: np.ndarray, new_shape: tuple[int, int], stride: int, auto: b
     geometry = _geometry(h0, w0, new_shape, stride, auto, scaleup)
     new_w, new_h = geometry[:2]
     if (w0, h0) != (new_w, new_h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(image, (new_w, new_h), interpolation=RESIZE)
     return image, geometry
 
 

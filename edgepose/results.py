@@ -45,6 +45,14 @@ class Person:
     id: int | None = None  # persistent across frames when a stream tracks persons (edgepose.track)
     cls: str | None = None  # the class name, for graphs of several classes
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], keypoint_names: tuple[str, ...] = ()) -> Person:
+        """A person read back from the JSON ``to_dict`` wrote (a [K, 2] graph's conf of 1.0 included)."""
+        return cls(box=np.array(data["box"], np.float64), score=float(data["score"]),
+                   keypoints=np.array(data["keypoints"], np.float64).reshape(-1, 3), keypoint_names=keypoint_names,
+                   label=data.get("label"), label_score=data.get("label_score"), pose_score=data.get("pose_score"),
+                   label_seconds=data.get("label_seconds"), id=data.get("id"), cls=data.get("class"))  # fmt: skip
+
     def keypoint(self, which: int | str) -> np.ndarray:
         """One keypoint's (x, y, conf) by index, ``Keypoint`` member or name (``"left_wrist"``)."""
         if isinstance(which, str):
@@ -80,6 +88,13 @@ class Result:
     persons: list[Person]
     frame: int | None = None  # index in the source video/stream (streams only)
     time: float | None = None  # seconds: position in a file, or since a live stream started
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], keypoint_names: tuple[str, ...] = ()) -> Result:
+        """A result read back from its JSON (``predict --json``): e.g. to compare runs made elsewhere."""
+        return cls(image=data["image"], width=int(data["width"]), height=int(data["height"]),
+                   persons=[Person.from_dict(p, keypoint_names) for p in data["persons"]], frame=data.get("frame"),
+                   time=data.get("time"))  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"image": self.image, "width": self.width, "height": self.height}

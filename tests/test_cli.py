@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from .conftest import assert_one_line_error
 from .conftest import edgepose_cli as edgepose
 
 
@@ -93,6 +94,33 @@ def test_tensorrt_and_cuda_options_are_built_and_handed_over(yolo11_onnx: Path, 
             "warning: precision f16 requested, but onnxruntime's CPUExecutionProvider runs the graph's own types "
             "(precision is OpenVINO's CPU setting, and f16 TensorRT's)",
             "engine: onnxruntime CPUExecutionProvider, precision as the graph (f16 requested)"]  # fmt: skip
+
+
+def test_compare_two_result_files(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    """compare A.json B.json: runs made elsewhere (the arm64 check's x86 vs arm64), paired by image name."""
+    from edgepose.results import Result
+
+    classifier = Path(__file__).resolve().parent.parent / "models" / "yoga-classifier.onnx"
+    runs = {}
+    for name, conf in (("all", "0.25"), ("sure", "0.8")):
+        runs[name] = tmp_path / f"{name}.json"
+        proc = edgepose("predict", "-m", yolo11_onnx, "-c", classifier, "--conf", conf, "--json", runs[name])
+        assert proc.returncode == 0, proc.stderr
+    records = json.loads(runs["all"].read_text())
+    assert [Result.from_dict(r).to_dict() for r in records] == records  # the JSON reads back as it was written
+    sure = sum(len(r["persons"]) for r in json.loads(runs["sure"].read_text()))
+    report = json.loads(edgepose("compare", runs["all"], runs["sure"], "--json", "-").stdout)
+    assert report["images"] == 2 and report["persons"] == {"matched": sure, "missed": 6 - sure, "extra": 0}
+    assert 0 < sure < 6 and report["keypoint_drift_px"]["max"] == 0.0 and report["box_iou_mean"] == 1.0
+    assert report["labels"] == {"compared": sure, "same": sure}  # "no known pose" (null) compared too
+    assert set(report["per_keypoint_drift_px"]) >= {"nose", "left_ankle"}
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(records[:1]))
+    assert_one_line_error(edgepose("compare", runs["all"], one), 3, "hold different images or frames")
+    assert_one_line_error(edgepose("compare", runs["all"], runs["sure"], "--images", tmp_path), 3,
+                          "two JSON files are compared as they are")  # fmt: skip
+    (tmp_path / "bad.json").write_text("[{}]")
+    assert_one_line_error(edgepose("compare", runs["all"], tmp_path / "bad.json"), 3, "not a predict --json file")
 
 
 def test_python_api(yolo11_onnx: Path, samples: list[Path]) -> None:

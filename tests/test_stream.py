@@ -17,9 +17,10 @@ import pytest
 
 import edgepose
 from edgepose.errors import InputError
-from edgepose.stream import Stream, is_stream_source, stream_engine
+from edgepose.stream import Stream, stream_engine
 from edgepose.track import LabelHysteresis, OneEuroFilter, Tracker, TrackOptions
 from edgepose.video import sample_video
+from edgepose.video_source import is_stream_source
 
 from .conftest import ROOT, SAMPLE_VIDEO_FRAMES_EACH, SHARED_DATA, assert_one_line_error, require_shared
 from .conftest import edgepose_cli as run_cli
