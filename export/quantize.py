@@ -41,7 +41,7 @@ CALIBRATION_VIDEO_FRAMES = 300  # frames taken from a --calib video, evenly spac
 def check_calibration_source(calib: str | os.PathLike) -> None:
     """Refuse a --calib that cannot give a frame before anything is exported: a missing path, a
     folder without images, a file that is no video, a video that does not open."""
-    from edgepose.stream import VIDEO_SUFFIXES, VideoSource
+    from edgepose.video_source import VIDEO_SUFFIXES, VideoSource
 
     path = Path(calib)
     if path.is_dir():
@@ -58,7 +58,7 @@ def calibration_images(calib: str | os.PathLike) -> Iterator[np.ndarray]:
     """The images of a --calib source: every readable image of a folder (unreadable ones skipped
     with a warning), or up to ``CALIBRATION_VIDEO_FRAMES`` frames of a video, evenly spaced over it
     (a kiosk owner's own footage of the scene the device will see)."""
-    from edgepose.stream import VideoSource
+    from edgepose.video_source import VideoSource
 
     path = Path(calib)
     if path.is_dir():
