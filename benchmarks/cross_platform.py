@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -73,9 +74,10 @@ def pose_map(model: str, data: Path, imgsz: int | None = None) -> dict:
 
     yaml = data / "coco-val-pose" / "data_labelled.yaml"
     text = yaml.read_text().replace("path: .", f"path: {yaml.parent}")
-    local = Path("/tmp/cross_platform_data.yaml")
-    local.write_text(text)
-    images, kpt_shape = load_dataset(local)
+    with tempfile.TemporaryDirectory() as tmp:  # the labelled list with an absolute path (see the data README)
+        local = Path(tmp) / "data.yaml"
+        local.write_text(text)
+        images, kpt_shape = load_dataset(local)
     matches = {}
     for name, flag in INTERPOLATIONS.items():
         preprocess.RESIZE = flag

@@ -240,24 +240,21 @@ class OpenVinoBackend:
         return request.infer({0: tensor}, share_inputs=True)[0].copy()
 
 
+def precision_note(compiled: str | None, requested: str | None) -> str:
+    """', precision bf16 (f16 requested)': what compiled, with the request where it differs (or '')."""
+    if not compiled:
+        return ""
+    return f", precision {compiled}" + (f" ({requested} requested)" if requested and requested != compiled else "")
+
+
 def describe_engine(engine: dict[str, Any]) -> str:
-    """One line for stderr and tables: 'onnxruntime CPUExecutionProvider' or 'OpenVINO CPU, precision bf16
-    (f16 requested)'."""
-    if engine["backend"] == "onnxruntime":
-        line = f"onnxruntime {engine['provider']}"
-        precision = engine["precision"]
-        if precision["requested"] != "f32" or precision["compiled"] != "as the graph":
-            line += f", precision {precision['compiled']}"
-            if precision["requested"] != precision["compiled"]:
-                line += f" ({precision['requested']} requested)"
-        return line
+    """One line for stderr: 'onnxruntime CPUExecutionProvider' or 'OpenVINO CPU, precision bf16 (f16 requested)'."""
     precision = engine["precision"]
-    line = f"OpenVINO {','.join(engine['execution_devices'])}"
-    if precision["compiled"]:
-        line += f", precision {precision['compiled']}"
-        if precision["requested"] and precision["requested"] != precision["compiled"]:
-            line += f" ({precision['requested']} requested)"
-    return line
+    if engine["backend"] == "onnxruntime":  # its precision is worth a word only where one was asked for or given
+        asked = precision["requested"] != "f32" or precision["compiled"] != "as the graph"
+        note = precision_note(precision["compiled"], precision["requested"]) if asked else ""
+        return f"onnxruntime {engine['provider']}{note}"
+    return f"OpenVINO {','.join(engine['execution_devices'])}{precision_note(precision['compiled'], precision['requested'])}"
 
 
 def _rt_section(model: object, section: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .backends import precision_note
 from .bench_targets import model_names
 from .errors import MissingExtraError
 from .outputs import write_bytes_atomic
@@ -60,11 +61,7 @@ def _cold(target: dict[str, Any]) -> str:
 
 
 def _precision(target: dict[str, Any]) -> str:
-    """', precision bf16 (f16 requested)': what OpenVINO compiled, and the request where it differs."""
-    compiled, requested = target.get("precision"), target.get("precision_requested")
-    if not compiled:
-        return ""
-    return f", precision {compiled}" + (f" ({requested} requested)" if requested and requested != compiled else "")
+    return precision_note(target.get("precision"), target.get("precision_requested"))
 
 
 def _shapes(target: dict[str, Any]) -> str:

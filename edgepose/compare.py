@@ -7,6 +7,7 @@ pixels of the original image. Labels are compared when both sides carry a classi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,8 +117,6 @@ def compare_result_files(ref: str, got: str) -> dict[str, Any]:
 
 
 def _read_results(path: str) -> dict[str | int, Result]:
-    import json
-
     try:
         text = Path(path).read_text()
         records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
