@@ -1,4 +1,4 @@
-"""Reproduce the latency table of docs/benchmark.md: one ``edgepose bench`` run, saved per machine.
+"""The benchmark machine's current figures (docs/benchmark.md links them): one ``edgepose bench`` run, saved per machine.
 
     python benchmarks/pose_latency.py [--machine NAME] [--runs 60] [--dry-run]
 

@@ -325,7 +325,7 @@ def model_speedups(benches: Sequence[TargetBench], reports: Sequence[dict[str, A
 
 def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict[str, Any]:
     """Measure every model on every target (and Ultralytics if asked), all in the same interleaved
-    rounds, and return the report (schema: docs/benchmark.md)."""
+    rounds, and return the report (schema: docs/reference/schemas.md)."""
     settings.check()
     progress = progress or _plain
     models = settings.model

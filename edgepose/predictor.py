@@ -195,5 +195,7 @@ class PosePredictor:
 
 
 def load(model: str | os.PathLike, **kwargs) -> PosePredictor:
-    """Load an exported pose graph: ``edgepose.load("yolo11n-pose.onnx")(image).persons``."""
+    """Load an exported pose graph: ``edgepose.load("yolo11n-pose.onnx")(image).persons``.
+
+    The keyword arguments are ``PosePredictor``'s (``classifier``, ``conf``, ``backend``, ``device``...)."""
     return PosePredictor(model, **kwargs)

@@ -1,4 +1,4 @@
-"""The bad-input table (docs/bad-inputs.md), row by row, as a user meets it.
+"""The bad-input table (docs/reference/bad-inputs.md), row by row, as a user meets it.
 
 Each invalid row: the CLI (a subprocess) exits with the documented code and ONE stderr line that
 starts with ``error:`` and holds the documented fragment, no traceback, nothing written to the
@@ -361,10 +361,10 @@ def test_bad_input_row(case: Row, tmp_path: Path, request: pytest.FixtureRequest
 
 
 def test_every_row_is_in_the_readme() -> None:
-    """The documented table (docs/bad-inputs.md) and this one list the same rows (by id), so neither drifts."""
-    readme = (ROOT / "docs" / "bad-inputs.md").read_text()
+    """The documented table (docs/reference/bad-inputs.md) and this one list the same rows (by id), so neither drifts."""
+    readme = (ROOT / "docs" / "reference" / "bad-inputs.md").read_text()
     missing = [r.id for r in ROWS if f"`{r.id}`" not in readme]
-    assert not missing, f"rows not in docs/bad-inputs.md: {missing}"
+    assert not missing, f"rows not in docs/reference/bad-inputs.md: {missing}"
 
 
 # ---- valid but unusual: must work, converted correctly ------------------------------------------
