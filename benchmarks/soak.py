@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     if not Path("/proc/self/statm").exists():
         sys.exit("error: the soak reads /proc (Linux only)")
-    reuse_freed_memory()  # as `edgepose serve` and a kiosk app following the README run
+    reuse_freed_memory()  # as `edgepose serve` and a kiosk app following docs/predict.md run
     report = soak(args.model, args.classifier or None, args.frames, args.warmup, args.backend, args.imgsz)
     write_json(args.out, report)
     print(f"{report['frames']} frames in {report['seconds']} s ({report['frames_per_second']} frames/s): RSS "

@@ -45,7 +45,7 @@ def main() -> None:
         str(ROOT / "models" / "yolo11n-pose.onnx"),
         str(ROOT / "models" / "dynamic" / "yolo11n-pose.onnx"),
     ]
-    reuse_freed_memory()  # as `edgepose bench --video` and a kiosk app following the README
+    reuse_freed_memory()  # as `edgepose bench --video` and a kiosk app following docs/predict.md
     results: dict = {"load_average_before": [round(v, 2) for v in os.getloadavg()],
                      "classifier": Path(args.classifier).name, "cpu": cpu_model(), "cores": os.cpu_count(),
                      "allocator": allocator_state(), "runs": []}  # fmt: skip
