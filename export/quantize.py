@@ -201,9 +201,9 @@ def quantize_ir(source: Path, tensors: list[np.ndarray], keep_float: str = "head
 
     With ``data`` and ``max_drop`` (points of pose mAP50-95) it is NNCF's accuracy-aware
     quantisation instead: ops are put back in float, most sensitive first, until the INT8 graph
-    loses at most ``max_drop`` on ``data``'s images. Measured (``benchmarks/int8_accuracy.py``'s
-    fold A -> B, docs/openvino-int8.md): 4 of 189 ops reverted, -0.50 points on the held-out half instead of
-    -1.09, 1.60x FP32, but 15 minutes on 2 cores for 108 validation images."""
+    loses at most ``max_drop`` on ``data``'s images. Measured (``benchmarks/int8_accuracy.py``, both
+    folds pooled, docs/openvino-int8.md): -0.81 points on the held-out halves against -1.15 for plain
+    NNCF, at the same speed, but about 15 minutes on 2 cores for 108 validation images."""
     import nncf
 
     from .openvino import read_onnx
