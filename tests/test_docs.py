@@ -102,3 +102,21 @@ def test_python_example_runs(where: str, code: str, workdir: Path) -> None:
                           stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
     assert proc.returncode == 0, f"{where}:\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), f"{where} printed nothing"
+
+
+def test_readme_headline_figures_are_in_the_results_they_link() -> None:
+    """Every number in a headline row that links a result file is in that file (rounded as quoted,
+    or as a percentage), so the README cannot keep a figure a later run replaced."""
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("|") and re.search(r"\]\(benchmarks/results/[^)]+\.json\)", line)]  # fmt: skip
+    assert len(rows) >= 4
+    stale = []
+    for row in rows:
+        figure = row.split("|")[2]
+        committed = (ROOT / re.search(r"\]\((benchmarks/results/[^)]+\.json)\)", row).group(1)).read_text()
+        values = [abs(float(v)) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", committed)]
+        for quoted in re.findall(r"\d+(?:\.\d+)?", figure):
+            places = len(quoted.split(".")[1]) if "." in quoted else 0
+            if not any(float(quoted) in (round(v, places), round(v * 100, places)) for v in values):
+                stale.append(f"{quoted} ({figure.strip()[:40]}...)")
+    assert not stale, f"README figures not in the result file they link: {stale}"
