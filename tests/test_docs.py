@@ -23,6 +23,7 @@ from .conftest import ROOT
 
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+RESULT_LINK = re.compile(r"\]\((benchmarks/results/[^)]+\.json)\)")
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -107,13 +108,13 @@ def test_python_example_runs(where: str, code: str, workdir: Path) -> None:
 def test_readme_headline_figures_are_in_the_results_they_link() -> None:
     """Every number in a headline row that links a result file is in that file (rounded as quoted,
     or as a percentage), so the README cannot keep a figure a later run replaced."""
-    rows = [line for line in (ROOT / "README.md").read_text().splitlines()
-            if line.startswith("|") and re.search(r"\]\(benchmarks/results/[^)]+\.json\)", line)]  # fmt: skip
+    lines = (ROOT / "README.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("|") and RESULT_LINK.search(line)]
     assert len(rows) >= 4
     stale = []
     for row in rows:
         figure = row.split("|")[2]
-        committed = (ROOT / re.search(r"\]\((benchmarks/results/[^)]+\.json)\)", row).group(1)).read_text()
+        committed = (ROOT / RESULT_LINK.search(row).group(1)).read_text()
         values = [abs(float(v)) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", committed)]
         for quoted in re.findall(r"\d+(?:\.\d+)?", figure):
             places = len(quoted.split(".")[1]) if "." in quoted else 0
