@@ -24,6 +24,10 @@ from .conftest import ROOT
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 RESULT_LINK = re.compile(r"\]\((benchmarks/results/[^)]+\.json)\)")
+# Before a docs table whose figures come from committed results: the files, and how many leading
+# columns are labels rather than figures
+FIGURES = re.compile(r"^<!-- figures: ((?:\S+\.json ?)+?)(?: after column (\d+))? -->\n\n?((?:\|.*\n)+)", re.M)
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _examples() -> list[tuple[str, str]]:
@@ -105,6 +109,34 @@ def test_python_example_runs(where: str, code: str, workdir: Path) -> None:
     assert proc.stdout.strip(), f"{where} printed nothing"
 
 
+def _not_in(text: str, results: list[Path]) -> list[str]:
+    """The numbers in ``text`` that no value in ``results`` gives when rounded as quoted (or as a
+    percentage): figures a later run replaced."""
+    values = [abs(float(v)) for path in results for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", path.read_text())]
+    missing = []
+    for quoted in NUMBER.findall(text):
+        places = len(quoted.split(".")[1]) if "." in quoted else 0
+        if not any(float(quoted) in (round(v, places), round(v * 100, places)) for v in values):
+            missing.append(quoted)
+    return missing
+
+
+def test_docs_tables_quote_the_results_they_name() -> None:
+    """Every figure in a docs or model-card table marked ``<!-- figures: FILE.json ... -->`` is in
+    those files."""
+    pages = [*sorted(DOCS.rglob("*.md")), *sorted((ROOT / "models").glob("*.md"))]
+    tables = [(path, match) for path in pages for match in FIGURES.finditer(path.read_text())]
+    assert len(tables) >= 2
+    stale = []
+    for path, match in tables:
+        results = [ROOT / name for name in match.group(1).split()]
+        labels = int(match.group(2) or 1)
+        for row in match.group(3).splitlines()[2:]:  # after the header and the rule
+            figures = "|".join(row.split("|")[1 + labels :])
+            stale += [f"{path.name}: {q} in '{row[:60]}...'" for q in _not_in(figures, results)]
+    assert not stale, f"docs figures not in the results their table names: {stale}"
+
+
 def test_readme_headline_figures_are_in_the_results_they_link() -> None:
     """Every number in a headline row that links a result file is in that file (rounded as quoted,
     or as a percentage), so the README cannot keep a figure a later run replaced."""
@@ -114,10 +146,5 @@ def test_readme_headline_figures_are_in_the_results_they_link() -> None:
     stale = []
     for row in rows:
         figure = row.split("|")[2]
-        committed = (ROOT / RESULT_LINK.search(row).group(1)).read_text()
-        values = [abs(float(v)) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", committed)]
-        for quoted in re.findall(r"\d+(?:\.\d+)?", figure):
-            places = len(quoted.split(".")[1]) if "." in quoted else 0
-            if not any(float(quoted) in (round(v, places), round(v * 100, places)) for v in values):
-                stale.append(f"{quoted} ({figure.strip()[:40]}...)")
+        stale += [f"{q} ({figure.strip()[:40]}...)" for q in _not_in(figure, [ROOT / RESULT_LINK.search(row).group(1)])]
     assert not stale, f"README figures not in the result file they link: {stale}"
