@@ -7,6 +7,7 @@ INT8 graphs are then derived from that ONNX graph and each one's drift from it i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from edgepose.metadata import ModelMeta, parse_value, sha256_file
 
 from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx, set_metadata
 from .quantize import KEEP_FLOAT
+
+log = logging.getLogger("edgepose")
 
 FORMATS = ("onnx", "openvino")
 
@@ -64,9 +67,12 @@ def export_model(
     if int8 and calib is None:
         raise InputError("--int8 needs --calib DIR|VIDEO: real images (300+ recommended) or a video to calibrate on")
     if int8:
-        from .quantize import check_calibration_source
+        from .quantize import calibration_overlap, check_calibration_source
 
         check_calibration_source(calib)  # before anything is written
+        if data is not None and (shared := calibration_overlap(calib, data)):
+            log.warning(f"--data and --calib share {shared} image(s): the drop measured on them is "
+                        "optimistic (the INT8 ranges were fitted to them); calibrate on other images")  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports: list[ExportReport] = []

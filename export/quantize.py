@@ -17,6 +17,7 @@ What stays in float (``keep_float``), measured by ``benchmarks/int8_accuracy.py`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -52,6 +53,32 @@ def check_calibration_source(calib: str | os.PathLike) -> None:
         raise InputError(f"--calib takes a folder of images or a video file, got {path}")
     else:
         raise InputError(f"calibration folder or video not found: {path}")
+
+
+def calibration_overlap(calib: str | os.PathLike, data: str | os.PathLike) -> int:
+    """How many of a dataset's images are also --calib images (the same bytes, whatever the path):
+    the INT8 ranges were fitted to those, so a drop measured on them flatters the graph."""
+    folder = Path(calib)
+    if not folder.is_dir():
+        return 0  # frames of a video are not the dataset's photos
+    from edgepose.val import load_dataset
+
+    by_size: dict[int, list[Path]] = {}
+    for image in list_images(folder):
+        by_size.setdefault(image.stat().st_size, []).append(image)
+
+    def digest(path: Path) -> bytes:
+        return hashlib.sha256(path.read_bytes()).digest()
+
+    hashes: dict[int, set[bytes]] = {}  # only for sizes a dataset image has
+    shared = 0
+    for image in load_dataset(data)[0]:
+        size = image.stat().st_size if image.is_file() else -1
+        if size in by_size:
+            if size not in hashes:
+                hashes[size] = {digest(p) for p in by_size[size]}
+            shared += digest(image) in hashes[size]
+    return shared
 
 
 def calibration_images(calib: str | os.PathLike) -> Iterator[np.ndarray]:

@@ -256,14 +256,19 @@ def test_calibration_video_that_gives_no_frame_is_refused(yolo11_onnx: Path, kin
 
 def test_int8_accuracy_gate(yolo11_onnx: Path, calib: Path, tmp_path: Path) -> None:
     """``--data`` measures INT8 against FP32 before writing; ``--max-drop`` refuses a graph that
-    loses more (here: everything quantised, which loses every keypoint) and writes nothing."""
+    loses more (here: everything quantised, which loses every keypoint) and writes nothing; a
+    calibration folder that holds some of the data's images (a copy counts) is warned about."""
     data = require_shared(COCO8_POSE)
     out = tmp_path / "out"
-    proc = edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", calib, "--keep-float", "none",
+    overlapping = tmp_path / "calib"
+    shutil.copytree(calib, overlapping)
+    shutil.copy(next((data.parent / "images" / "val").glob("*.jpg")), overlapping / "copy.jpg")
+    proc = edgepose("export", "--weights", yolo11_onnx, "--int8", "--calib", overlapping, "--keep-float", "none",
                     "--data", data, "--max-drop", 5, "--out", out)  # fmt: skip
-    *warnings, last = proc.stderr.splitlines()  # the 2-image calibration warns first
+    *warnings, last = proc.stderr.splitlines()  # the 3-image calibration warns first
     assert proc.returncode == 5 and last.startswith("error: INT8 loses") and "Traceback" not in proc.stderr
     assert all(line.startswith("warning:") for line in warnings), proc.stderr
+    assert any("--data and --calib share 1 image(s)" in line for line in warnings), proc.stderr
     assert "more than --max-drop 5" in last and not list(out.glob("*.onnx"))
     for fmt in ("onnx", "openvino"):
         proc = edgepose("export", "--weights", yolo11_onnx, "--format", fmt, "--int8", "--calib", calib,
