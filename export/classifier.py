@@ -4,6 +4,7 @@ hold-outs ``classifier_data`` keeps."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,8 @@ from edgepose.metadata import sha256_file
 
 from .classifier_data import SEED_SPLIT, SPLIT_RULE, negative_groups, read_negatives, split_negatives, split_sources
 from .classifier_graph import BODY, MIN_BODY, MlpModel, SvcModel, build_network, features_of, pose_features, write_graph
+
+log = logging.getLogger("edgepose")
 
 MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
 FOLDS = 5  # out-of-fold predictions on the training rows choose the threshold
@@ -159,7 +162,12 @@ def choose_threshold(known: np.ndarray, correct: np.ndarray, negative: np.ndarra
     scores = np.sort(known[negative])[::-1]
     allowed = int(np.floor(max_false_accept * len(scores) + 1e-9))  # negatives the threshold may still label
     threshold = 0.0 if allowed >= len(scores) else min(np.floor(float(scores[allowed]) * 1e4) / 1e4 + 1e-4, 1.0)
-    return round(threshold, 4), [point(float(t)) for t in np.arange(0.0, 1.0, 0.01)] + [point(threshold)]
+    chosen = point(threshold)
+    if chosen["false_accept"] > max_false_accept:  # negatives scored 1.0: no threshold stops them
+        log.warning(f"no threshold holds false accepts at {max_false_accept:g}: at {threshold:g}, the highest, "
+                    f"{chosen['false_accept']:.2%} of the validation negatives still get a pose (they look like "
+                    "the poses to this classifier)")  # fmt: skip
+    return round(threshold, 4), [point(float(t)) for t in np.arange(0.0, 1.0, 0.01)] + [chosen]
 
 
 def train_classifier(

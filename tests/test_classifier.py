@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,21 @@ def test_train_with_negatives_adds_no_known_pose(yolo11_onnx: Path, tmp_path: Pa
     assert np.array(report["confusion"]).shape == (6, 6)  # the five poses and "none"
     clf = KeypointClassifier(tmp_path / "quick.onnx", verify=True)
     assert clf.threshold == rejection["threshold"] and clf.outputs(read_table(data).keypoints[:3]).shape == (3, 6)
+
+
+def test_threshold_that_cannot_hold_the_false_accept_target_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """Negatives the classifier scores 1.0 pass any threshold: the chosen one (capped at 1.0) says so."""
+    from edgepose.export.classifier import choose_threshold
+
+    negative = np.array([True] * 4 + [False] * 2)
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        threshold, curve = choose_threshold(np.array([1, 1, 1, 0.3, 0.9, 1], np.float32), ~negative, negative, 0.25)
+    assert threshold == 1.0 and curve[-1]["false_accept"] == 0.75 and curve[-1]["accuracy"] == 0.5
+    assert "no threshold holds false accepts at 0.25: at 1, the highest, 75.00% of the validation" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        threshold, curve = choose_threshold(np.array([1, 0.2, 0.1, 0.3, 0.9, 1], np.float32), ~negative, negative, 0.25)
+    assert threshold == 0.3001 and curve[-1]["false_accept"] == 0.25 and not caplog.text
 
 
 def test_train_svc_exports_under_the_same_contract(tmp_path: Path) -> None:
