@@ -26,13 +26,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from int8_arm64 import halves as labelled_halves
 
 from edgepose.bench import BenchSettings, run_bench
 from edgepose.compare import compare_models
 from edgepose.export.pipeline import export_model
 from edgepose.memory import allocator_state, reuse_freed_memory
 from edgepose.predictor import load
-from edgepose.val import load_dataset, map_delta_interval, match_images, pooled_map
+from edgepose.val import map_delta_interval, match_images, pooled_map
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # name -> export_model options (from the FP32 ONNX graph)
@@ -123,10 +124,7 @@ def main() -> None:
     source, data = Path(args.weights), Path(args.data)
     matches: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        yaml = Path(tmp) / "data.yaml"  # the labelled images, with an absolute path (see the data README)
-        yaml.write_text(f"path: {data.resolve()}\nval: val_labelled.txt\nkpt_shape: [17, 3]\n")
-        labelled, _ = load_dataset(yaml)
-        halves = {"A": list(labelled[0::2]), "B": list(labelled[1::2])}
+        halves = dict(zip("AB", labelled_halves(data)))
         folds = {f"test_{test}": run_fold(source, halves[calib], halves[test], test, Path(tmp), args.runs, matches)
                  for calib, test in (("A", "B"), ("B", "A"))}  # fmt: skip
     summary = {}
@@ -150,7 +148,7 @@ def main() -> None:
         if found:
             summary[name]["bench_speedup_vs"] = found[0]["against"]
             summary[name]["bench_speedup"] = round(float(np.mean([m["end_to_end_p50_speedup"] for m in found])), 3)
-    result = {"weights": source.name, "data": f"{data.name} (labelled: {len(labelled)} images)",
+    result = {"weights": source.name, "data": f"{data.name} (labelled: {sum(map(len, halves.values()))} images)",
               "folds_made_by": "labelled images sorted by name, alternately into halves A and B",
               "allocator": allocator_state(), "cpu": platform.processor() or platform.machine(),
               "summary": summary, "folds": folds}  # fmt: skip

@@ -35,12 +35,15 @@ GRAPHS = {  # name -> (file in DIR, backend)
 }
 
 
-def halves(data: Path) -> tuple[list[Path], list[Path]]:
+def halves(folder: Path) -> tuple[list[Path], list[Path]]:
+    """coco-val-pose's labelled images, sorted by name, alternately into halves A and B: the folds
+    of this script and of ``int8_accuracy.py`` (which imports it; this module's imports stay light
+    enough for the arm64 root, which has the runtime alone)."""
     from edgepose.val import load_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        yaml = Path(tmp) / "data.yaml"
-        yaml.write_text(f"path: {(data / 'coco-val-pose').resolve()}\nval: val_labelled.txt\nkpt_shape: [17, 3]\n")
+        yaml = Path(tmp) / "data.yaml"  # the labelled images, with an absolute path (see the data README)
+        yaml.write_text(f"path: {folder.resolve()}\nval: val_labelled.txt\nkpt_shape: [17, 3]\n")
         labelled, _ = load_dataset(yaml)
     return list(labelled[0::2]), list(labelled[1::2])
 
@@ -52,7 +55,7 @@ def graphs(out: Path, data: Path) -> None:
     source = out / GRAPHS["fp32"][0]
     source.write_bytes((ROOT / "models" / GRAPHS["fp32"][0]).read_bytes())
     with tempfile.TemporaryDirectory() as calib:
-        for image in halves(data)[0]:
+        for image in halves(data / "coco-val-pose")[0]:
             (Path(calib) / image.name).symlink_to(image.resolve())
         for fmt in ("onnx", "openvino"):
             export_model(str(source), out=out, calib=Path(calib), format=fmt, int8=True)
@@ -66,7 +69,7 @@ def score(folder: Path, out: Path, data: Path, names: list[str]) -> None:
     from edgepose.predictor import load
     from edgepose.val import match_images
 
-    test = halves(data)[1]
+    test = halves(data / "coco-val-pose")[1]
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}: onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
     for name in names or list(GRAPHS):

@@ -17,7 +17,6 @@ What stays in float (``keep_float``), measured by ``benchmarks/int8_accuracy.py`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edgepose.errors import ExportError, InputError, first_line
-from edgepose.metadata import ModelMeta
+from edgepose.metadata import ModelMeta, sha256_file
 from edgepose.preprocess import letterbox_tensor
 from edgepose.sources import list_images, read_image
 
@@ -66,18 +65,14 @@ def calibration_overlap(calib: str | os.PathLike, data: str | os.PathLike) -> in
     by_size: dict[int, list[Path]] = {}
     for image in list_images(folder):
         by_size.setdefault(image.stat().st_size, []).append(image)
-
-    def digest(path: Path) -> bytes:
-        return hashlib.sha256(path.read_bytes()).digest()
-
-    hashes: dict[int, set[bytes]] = {}  # only for sizes a dataset image has
+    hashes: dict[int, set[str]] = {}  # hashed only for sizes a dataset image has
     shared = 0
     for image in load_dataset(data)[0]:
         size = image.stat().st_size if image.is_file() else -1
         if size in by_size:
             if size not in hashes:
-                hashes[size] = {digest(p) for p in by_size[size]}
-            shared += digest(image) in hashes[size]
+                hashes[size] = {sha256_file(p) for p in by_size[size]}
+            shared += sha256_file(image) in hashes[size]
     return shared
 
 
