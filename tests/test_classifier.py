@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import edgepose
 from edgepose.classifier import KeypointClassifier
 from edgepose.keypoint_csv import KeypointTable, format_table, read_table
+from edgepose.metadata import sha256_file
 
 from .conftest import ROOT, SHARED_DATA, assert_one_line_error, require_shared
 from .conftest import edgepose_cli as run
@@ -117,6 +119,19 @@ def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
     assert (
         np.array(report["confusion"]).sum() == 1006 and report["no_pose"] == np.array(report["confusion"])[:, -1].sum()
     )
+
+
+def test_the_label_review_names_the_photos_it_saw() -> None:
+    """benchmarks/yoga_holdout_audit.csv, the photo-by-photo review the classifier benchmark's reviewed-label
+    figures use: one verdict per held-out photo, what a photo shows wherever it is not the folder's pose,
+    and each row's hash that of the photo in ../shared (a changed photo would drop out of those figures)."""
+    with (ROOT / "benchmarks" / "yoga_holdout_audit.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len({(r["label"], r["image_name"]) for r in rows}) == 238
+    assert {r["audit"] for r in rows} == {"ok", "variant", "other"}
+    assert all(r["shown"] for r in rows if r["audit"] != "ok")
+    folder = require_shared(SHARED_DATA / "yoga-train")
+    assert all(sha256_file(folder / r["label"] / r["image_name"]) == r["sha256"] for r in rows)
 
 
 def test_csv_without_conf_marks_placed_points() -> None:
