@@ -1,6 +1,6 @@
 """Train the yoga classifier with "no known pose" and measure it end to end: the classifier issue's figures.
 
-    python benchmarks/classifier_accuracy.py [--data ../shared/data] [--pose-model models/yolo11n-pose.onnx] [--ship]
+    python benchmarks/classifier_accuracy.py [--data ../shared/data] [--pose-model models/yolo11n-pose.onnx] [--ship] [--seeds 5]
 
 1. Keypoints through edgepose's own pose model (``edgepose dataset``'s code): the most confident
    person of each yoga-train photo (with its image hash), and every person of coco-val-pose and
@@ -20,6 +20,8 @@
    a photo-by-photo review (``yoga_holdout_audit.csv``): ``family`` leaves out the photos that show
    a pose outside the five (Warrior I, side angle, ...), ``strict`` also the variants the folders
    hold (side and reverse planks under Plank, chair-seated poses).
+5. ``--seeds N`` trains the MLP again with seeds 1..N-1 (same split, same recipe): how much of a
+   figure near its target is the draw of one training run.
 
 Writes benchmarks/results/classifier.json and classifier_threshold.png.
 """
@@ -33,6 +35,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,29 +94,49 @@ def audit_verdicts(photos: list[tuple[Path, str]]) -> list[str | None]:
     return verdicts
 
 
-def end_to_end(graph: Path, pose_model: str, photos: list[tuple[Path, str]], everyday: list[Path],
-               verdicts: list[str | None]) -> dict:  # fmt: skip
-    """Image -> pose -> classifier through the runtime (the predictor's pose, the classifier's one
-    ``decide`` call per image); figures at the graph's threshold and the curve against it, and the
-    yoga figures on the reviewed labels."""
-    predictor, clf = edgepose.load(pose_model), KeypointClassifier(graph)
-    yoga_rows = []  # (pose_score, label right given a known pose) of each photo's most confident person
-    for path, label in photos:
+@dataclass
+class Seen:
+    """What the pose model saw, once for every graph measured: the most confident person of each
+    yoga photo ([1, K, 3] normalised keypoints, None where it found nobody) and every everyday person
+    scoring at least ``PERSON_SCORE``."""
+
+    yoga: list[np.ndarray | None]
+    everyday: list[np.ndarray]  # one array per photo with such persons
+
+
+def see(pose_model: str, photos: list[tuple[Path, str]], everyday: list[Path]) -> Seen:
+    """Image -> pose through the runtime's predictor."""
+    predictor = edgepose.load(pose_model)
+    yoga = []
+    for path, _ in photos:
         result = predictor(path)
-        if not result.persons:
-            yoga_rows.append((0.0, False))
-            continue
-        _, probs, known = clf.decide(result.keypoints_xyn([max(result.persons, key=lambda p: p.score)]))
-        yoga_rows.append((float(known[0]), clf.names[int(probs[0].argmax())] == label))
-    everyday_scores = []
+        persons = result.persons
+        yoga.append(result.keypoints_xyn([max(persons, key=lambda p: p.score)]) if persons else None)
+    people = []
     for path in everyday:
         result = predictor(path)
         persons = [p for p in result.persons if p.score >= PERSON_SCORE]
         if persons:
-            everyday_scores += list(clf.decide(result.keypoints_xyn(persons))[2])
+            people.append(result.keypoints_xyn(persons))
+    return Seen(yoga, people)
+
+
+def end_to_end(graph: Path, seen: Seen, labels: list[str], verdicts: list[str | None]) -> dict:
+    """Pose -> classifier through the runtime's classifier (one ``decide`` call per image, as
+    ``predict`` makes); figures at the graph's threshold and the curve against it, and the yoga
+    figures on the reviewed labels."""
+    clf = KeypointClassifier(graph)
+    yoga_rows = []  # (pose_score, label right given a known pose) of each photo's most confident person
+    for kpts, label in zip(seen.yoga, labels):
+        if kpts is None:
+            yoga_rows.append((0.0, False))
+            continue
+        _, probs, known = clf.decide(kpts)
+        yoga_rows.append((float(known[0]), clf.names[int(probs[0].argmax())] == label))
+    everyday_scores = [score for kpts in seen.everyday for score in clf.decide(kpts)[2]]
     known_yoga = np.array([k for k, _ in yoga_rows])
     right = np.array([r for _, r in yoga_rows])
-    known_everyday = np.array(everyday_scores)
+    known_everyday = np.asarray(everyday_scores)
     scopes = {scope: np.array([v in kept for v in verdicts]) for scope, kept in AUDIT_SCOPES.items()}
     curve = [{"threshold": round(float(t), 2), "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
               "yoga_correct_reviewed": round(float(((known_yoga >= t) & right)[scopes["family"]].mean()), 4),
@@ -125,11 +148,19 @@ def end_to_end(graph: Path, pose_model: str, photos: list[tuple[Path, str]], eve
         audited[scope] = {"yoga_photos": int(keep.sum()),
                           "yoga_correct": round(float(((known_yoga >= t) & right)[keep].mean()), 4),
                           "yoga_correct_without_rejection": round(float(right[keep].mean()), 4)}  # fmt: skip
-    return {"yoga_photos": len(photos), "everyday_persons": len(known_everyday), "threshold": t,
+    return {"yoga_photos": len(labels), "everyday_persons": len(known_everyday), "threshold": t,
             "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
             "yoga_correct_without_rejection": round(float(right.mean()), 4),
             "everyday_labelled": round(float((known_everyday >= t).mean()), 4), "reviewed_labels": audited,
             "curve": curve}  # fmt: skip
+
+
+def seed_spread(seed: int, figures: dict) -> dict:
+    """One training seed's end-to-end figures, without the curve."""
+    return {
+        "seed": seed,
+        **{k: figures[k] for k in ("threshold", "yoga_correct", "everyday_labelled", "reviewed_labels")},
+    }
 
 
 def seed_figures(graph: Path, seed_csv: Path) -> dict:
@@ -185,6 +216,8 @@ def main() -> None:
     parser.add_argument("--pose-model", default=str(ROOT / "models" / "yolo11n-pose.onnx"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "classifier.json"))
     parser.add_argument("--ship", action="store_true", help="Copy the MLP to models/yoga-classifier.* first.")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="Also train the MLP with seeds 1..N-1 and give their end-to-end figures (the spread).")  # fmt: skip
     args = parser.parse_args()
 
     data = Path(args.data)
@@ -196,6 +229,8 @@ def main() -> None:
         yoga_csv, everyday_csv, no_person = build_csvs(data, args.pose_model, work)
         photos, everyday = held_out_photos(data, seed_csv, yoga_csv, everyday_csv)
         verdicts = audit_verdicts(photos)
+        seen = see(args.pose_model, photos, everyday)
+        labels = [label for _, label in photos]
         results["yoga_photos_without_person"] = no_person
         for kind in MODELS:
             report = train_classifier([seed_csv, yoga_csv], work, model=kind, name=f"yoga-{kind}",
@@ -207,9 +242,15 @@ def main() -> None:
                 write_checksum(ROOT / "models" / "yoga-classifier.onnx")
             results["models"][kind] = {
                 "seed_test_split": seed_figures(graph, seed_csv),
-                "end_to_end": end_to_end(graph, args.pose_model, photos, everyday, verdicts),
+                "end_to_end": end_to_end(graph, seen, labels, verdicts),
                 "training": {k: report.to_dict()[k] for k in ("train_rows", "sources", "rejection", "seconds")},
             }
+        if args.seeds > 1:
+            results["mlp_seeds"] = [seed_spread(0, results["models"]["mlp"]["end_to_end"])]
+        for seed in range(1, args.seeds):
+            train_classifier([seed_csv, yoga_csv], work, seed=seed, name=f"yoga-mlp-{seed}", negatives=[everyday_csv])
+            results["mlp_seeds"].append(seed_spread(seed, end_to_end(work / f"yoga-mlp-{seed}.onnx", seen, labels,
+                                                                       verdicts)))  # fmt: skip
         shipped = ROOT / "models" / "yoga-classifier.onnx"
         results["shipped_is_the_mlp"] = shipped.read_bytes() == (work / "yoga-mlp.onnx").read_bytes()
     for figures in results["models"].values():  # the curve is in the plot; keep the JSON readable
