@@ -122,14 +122,16 @@ def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
 
 
 def test_the_label_review_names_the_photos_it_saw() -> None:
-    """benchmarks/yoga_holdout_audit.csv, the photo-by-photo review the classifier benchmark's reviewed-label
-    figures use: one verdict per held-out photo, what a photo shows wherever it is not the folder's pose,
-    and each row's hash that of the photo in ../shared (a changed photo would drop out of those figures)."""
-    with (ROOT / "benchmarks" / "yoga_holdout_audit.csv").open(newline="") as f:
+    """benchmarks/yoga_train_review.csv, the photo-by-photo review behind the classifier benchmark's
+    reviewed-label figures: one verdict per yoga-train photo (ok, variant, other, or the class it shows),
+    what a photo shows wherever that is not its folder's pose, and each row's hash that of the photo in
+    ../shared (a photo whose bytes changed drops out of those figures)."""
+    with (ROOT / "benchmarks" / "yoga_train_review.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len({(r["label"], r["image_name"]) for r in rows}) == 238
-    assert {r["audit"] for r in rows} == {"ok", "variant", "other"}
-    assert all(r["shown"] for r in rows if r["audit"] != "ok")
+    classes = {r["label"] for r in rows}
+    assert len(rows) == len({(r["label"], r["image_name"]) for r in rows}) == 1080 and len(classes) == 5
+    assert {r["review"] for r in rows} <= {"ok", "variant", "other"} | classes
+    assert all(r["shown"] for r in rows if r["review"] != "ok") and all(r["review"] != r["label"] for r in rows)
     folder = require_shared(SHARED_DATA / "yoga-train")
     assert all(sha256_file(folder / r["label"] / r["image_name"]) == r["sha256"] for r in rows)
 
