@@ -1,6 +1,7 @@
 """Train the yoga classifier with "no known pose" and measure it end to end: the classifier issue's figures.
 
-    python benchmarks/classifier_accuracy.py [--data ../shared/data] [--pose-model models/yolo11n-pose.onnx] [--ship] [--seeds 5]
+    python benchmarks/classifier_accuracy.py [--data ../shared/data] [--pose-model models/yolo11n-pose.onnx]
+        [--out benchmarks/results/classifier.json] [--ship] [--train-seeds 5]
 
 1. Keypoints through edgepose's own pose model (``edgepose dataset``'s code): the most confident
    person of each yoga-train photo (with its image hash), and every person of coco-val-pose and
@@ -19,9 +20,10 @@
 4. The folder labels are noisy, so the yoga figures are also given on the labels of a photo-by-photo
    review (``yoga_train_review.csv``): ``family`` leaves out the photos that show a pose outside the
    five (Warrior I, side angle, ...), ``strict`` also the variants the folders hold (side and reverse
-   planks under Plank, chair-seated poses); a photo showing another of the five counts under it.
-5. ``--seeds N`` trains the MLP again with seeds 1..N-1 (same split, same recipe): how much of a
-   figure near its target is the draw of one training run.
+   planks under Plank, chair-seated poses); a photo showing another of the five counts under it,
+   and a photo whose bytes differ from the reviewed ones drops out (``photos_not_reviewed``).
+5. ``--train-seeds N`` trains the MLP again with training seeds 1..N-1 (same split, same recipe):
+   how much of a figure near its target is the draw of one training run.
 
 Writes benchmarks/results/classifier.json and classifier_threshold.png.
 """
@@ -138,21 +140,19 @@ def end_to_end(graph: Path, seen: Seen, labels: list[str], reviewed: list[str | 
     known_yoga = np.array(known_yoga)
     right = np.array([s == label for s, label in zip(said, labels)])
     known_everyday = np.array([score for kpts in seen.everyday for score in clf.decide(kpts)[2]])
-    # on the reviewed labels: "family" keeps the variants (under their folder's label), "strict" does not
-    shown = [r if r in clf.names else label for r, label in zip(reviewed, labels)]
-    right_reviewed = np.array([s == r for s, r in zip(said, shown)])
-    scopes = {"family": np.array([r is not None and r != "other" for r in reviewed]),
-              "strict": np.array([r in clf.names for r in reviewed])}  # fmt: skip
+    right_reviewed, scopes = reviewed_scopes(said, labels, reviewed, clf.names)
     curve = [{"threshold": round(float(t), 2), "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
-              "yoga_correct_reviewed": round(float(((known_yoga >= t) & right_reviewed)[scopes["family"]].mean()), 4),
+              "yoga_correct_family": _share(((known_yoga >= t) & right_reviewed)[scopes["family"]]),
               "everyday_labelled": round(float((known_everyday >= t).mean()), 4)}
              for t in np.arange(0.0, 1.0, 0.01)]  # fmt: skip
     t = clf.threshold
     figures = {"photos_not_reviewed": sum(r is None for r in reviewed)}
     for scope, keep in scopes.items():
         figures[scope] = {"yoga_photos": int(keep.sum()),
-                          "yoga_correct": round(float(((known_yoga >= t) & right_reviewed)[keep].mean()), 4),
-                          "yoga_correct_without_rejection": round(float(right_reviewed[keep].mean()), 4)}  # fmt: skip
+                          "yoga_correct": _share(((known_yoga >= t) & right_reviewed)[keep]),
+                          "yoga_correct_without_rejection": _share(right_reviewed[keep])}  # fmt: skip
+    other = np.array([r == "other" for r in reviewed])  # poses outside the five: "no known pose" would be right
+    figures["other_poses"] = {"photos": int(other.sum()), "given_a_label": _share((known_yoga >= t)[other])}
     return {"yoga_photos": len(labels), "everyday_persons": len(known_everyday), "threshold": t,
             "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
             "yoga_correct_without_rejection": round(float(right.mean()), 4),
@@ -160,12 +160,26 @@ def end_to_end(graph: Path, seen: Seen, labels: list[str], reviewed: list[str | 
             "curve": curve}  # fmt: skip
 
 
-def seed_spread(seed: int, figures: dict) -> dict:
-    """One training seed's end-to-end figures, without the curve."""
-    return {
-        "seed": seed,
-        **{k: figures[k] for k in ("threshold", "yoga_correct", "everyday_labelled", "reviewed_labels")},
-    }
+def reviewed_scopes(said: list[str | None], labels: list[str], reviewed: list[str | None],
+                    names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # fmt: skip
+    """Whether the label each photo was given is its reviewed label (a variant's is its folder's), and
+    the photos each reviewed figure keeps: ``family`` those showing one of the classes or a variant
+    of their folder's, ``strict`` those showing one of the classes."""
+    truth = [r if r in names else label for r, label in zip(reviewed, labels)]
+    right = np.array([s == t for s, t in zip(said, truth)])
+    return right, {"family": np.array([r is not None and r != "other" for r in reviewed]),
+                   "strict": np.array([r in names for r in reviewed])}  # fmt: skip
+
+
+def _share(hits: np.ndarray) -> float | None:
+    """The share of True, to 4 places; None for no photos (a review that matches none of them)."""
+    return round(float(hits.mean()), 4) if hits.size else None
+
+
+def training_seed_figures(seed: int, figures: dict) -> dict:
+    """The end-to-end figures of the MLP trained with one training seed, without the curve."""
+    kept = ("threshold", "yoga_correct", "everyday_labelled", "reviewed_labels")
+    return {"training_seed": seed, **{k: figures[k] for k in kept}}
 
 
 def seed_figures(graph: Path, seed_csv: Path) -> dict:
@@ -203,7 +217,7 @@ def plot(results: dict, path: Path) -> None:
         curve = figures["end_to_end"]["curve"]
         ts = [p["threshold"] for p in curve]
         ax.plot(ts, [p["yoga_correct"] for p in curve], label="held-out yoga photos labelled correctly")
-        ax.plot(ts, [p["yoga_correct_reviewed"] for p in curve], color="C0", linestyle=":",
+        ax.plot(ts, [p["yoga_correct_family"] for p in curve], color="C0", linestyle=":",
                 label="the same on the reviewed labels (family)")  # fmt: skip
         ax.plot(ts, [p["everyday_labelled"] for p in curve], label="held-out everyday persons given a yoga label")
         ax.axvline(figures["end_to_end"]["threshold"], color="grey", linestyle="--", label="graph's threshold")
@@ -221,8 +235,8 @@ def main() -> None:
     parser.add_argument("--pose-model", default=str(ROOT / "models" / "yolo11n-pose.onnx"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "classifier.json"))
     parser.add_argument("--ship", action="store_true", help="Copy the MLP to models/yoga-classifier.* first.")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="Also train the MLP with seeds 1..N-1 and give their end-to-end figures (the spread).")  # fmt: skip
+    parser.add_argument("--train-seeds", type=int, default=1, choices=range(1, 21), metavar="N",
+                        help="Also train the MLP with training seeds 1..N-1; their end-to-end figures.")  # fmt: skip
     args = parser.parse_args()
 
     data = Path(args.data)
@@ -250,12 +264,13 @@ def main() -> None:
                 "end_to_end": end_to_end(graph, seen, labels, reviewed),
                 "training": {k: report.to_dict()[k] for k in ("train_rows", "sources", "rejection", "seconds")},
             }
-        if args.seeds > 1:
-            results["mlp_seeds"] = [seed_spread(0, results["models"]["mlp"]["end_to_end"])]
-        for seed in range(1, args.seeds):
-            train_classifier([seed_csv, yoga_csv], work, seed=seed, name=f"yoga-mlp-{seed}", negatives=[everyday_csv])
-            results["mlp_seeds"].append(seed_spread(seed, end_to_end(work / f"yoga-mlp-{seed}.onnx", seen, labels,
-                                                                       reviewed)))  # fmt: skip
+        if args.train_seeds > 1:
+            runs = results["mlp_training_seeds"] = [training_seed_figures(0, results["models"]["mlp"]["end_to_end"])]
+            for seed in range(1, args.train_seeds):
+                train_classifier([seed_csv, yoga_csv], work, model="mlp", seed=seed, name=f"yoga-mlp-{seed}",
+                                 negatives=[everyday_csv])  # fmt: skip
+                runs.append(training_seed_figures(seed, end_to_end(work / f"yoga-mlp-{seed}.onnx", seen, labels,
+                                                                   reviewed)))  # fmt: skip
         shipped = ROOT / "models" / "yoga-classifier.onnx"
         results["shipped_is_the_mlp"] = shipped.read_bytes() == (work / "yoga-mlp.onnx").read_bytes()
     for figures in results["models"].values():  # the curve is in the plot; keep the JSON readable

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import edgepose
 from edgepose.classifier import KeypointClassifier
 from edgepose.keypoint_csv import KeypointTable, format_table, read_table
 from edgepose.metadata import sha256_file
+from edgepose.sources import list_images
 
 from .conftest import ROOT, SHARED_DATA, assert_one_line_error, require_shared
 from .conftest import edgepose_cli as run
@@ -121,7 +124,7 @@ def test_eval_reaches_the_issue_figure_on_the_seed_csv() -> None:
     )
 
 
-def test_the_label_review_names_the_photos_it_saw() -> None:
+def test_label_review_covers_every_yoga_train_photo() -> None:
     """benchmarks/yoga_train_review.csv, the photo-by-photo review behind the classifier benchmark's
     reviewed-label figures: one verdict per yoga-train photo (ok, variant, other, or the class it shows),
     what a photo shows wherever that is not its folder's pose, and each row's hash that of the photo in
@@ -133,7 +136,26 @@ def test_the_label_review_names_the_photos_it_saw() -> None:
     assert {r["review"] for r in rows} <= {"ok", "variant", "other"} | classes
     assert all(r["shown"] for r in rows if r["review"] != "ok") and all(r["review"] != r["label"] for r in rows)
     folder = require_shared(SHARED_DATA / "yoga-train")
+    photos = {(label, path.name) for label in classes for path in list_images(folder / label)}
+    assert photos == {(r["label"], r["image_name"]) for r in rows}
     assert all(sha256_file(folder / r["label"] / r["image_name"]) == r["sha256"] for r in rows)
+
+
+def test_reviewed_label_figures_keep_and_score_the_right_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark's reviewed-label scoring: a photo relabelled to another class is right when given that
+    class, a variant counts under its folder's label in ``family`` and not at all in ``strict``, and a pose
+    outside the classes (or a photo the review never saw) in neither."""
+    spec = importlib.util.spec_from_file_location("classifier_accuracy", ROOT / "benchmarks" / "classifier_accuracy.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclass looks itself up there
+    spec.loader.exec_module(bench)
+    said = ["Plank", "Tree", "Plank", "Plank", None, "Tree"]
+    labels = ["Plank", "Plank", "Plank", "Plank", "Tree", "Tree"]
+    reviewed = ["Plank", "Tree", "variant", "Tree", "other", None]
+    right, scopes = bench.reviewed_scopes(said, labels, reviewed, ["Plank", "Tree"])
+    assert right.tolist() == [True, True, True, False, False, True]
+    assert scopes["family"].tolist() == [True, True, True, True, False, False]
+    assert scopes["strict"].tolist() == [True, True, False, True, False, False]
 
 
 def test_csv_without_conf_marks_placed_points() -> None:
