@@ -37,8 +37,8 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,8 +96,7 @@ def reviewed_labels(photos: list[tuple[Path, str]]) -> list[str | None]:
     return out
 
 
-@dataclass
-class Seen:
+class Seen(NamedTuple):
     """What the pose model saw, once for every graph measured: the most confident person of each
     yoga photo ([1, K, 3] normalised keypoints, None where it found nobody) and every everyday person
     scoring at least ``PERSON_SCORE``."""
@@ -141,9 +140,9 @@ def end_to_end(graph: Path, seen: Seen, labels: list[str], reviewed: list[str | 
     right = np.array([s == label for s, label in zip(said, labels)])
     known_everyday = np.array([score for kpts in seen.everyday for score in clf.decide(kpts)[2]])
     right_reviewed, scopes = reviewed_scopes(said, labels, reviewed, clf.names)
-    curve = [{"threshold": round(float(t), 2), "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
+    curve = [{"threshold": round(float(t), 2), "yoga_correct": _share((known_yoga >= t) & right),
               "yoga_correct_family": _share(((known_yoga >= t) & right_reviewed)[scopes["family"]]),
-              "everyday_labelled": round(float((known_everyday >= t).mean()), 4)}
+              "everyday_labelled": _share(known_everyday >= t)}
              for t in np.arange(0.0, 1.0, 0.01)]  # fmt: skip
     t = clf.threshold
     figures = {"photos_not_reviewed": sum(r is None for r in reviewed)}
@@ -154,9 +153,8 @@ def end_to_end(graph: Path, seen: Seen, labels: list[str], reviewed: list[str | 
     other = np.array([r == "other" for r in reviewed])  # poses outside the five: "no known pose" would be right
     figures["other_poses"] = {"photos": int(other.sum()), "given_a_label": _share((known_yoga >= t)[other])}
     return {"yoga_photos": len(labels), "everyday_persons": len(known_everyday), "threshold": t,
-            "yoga_correct": round(float(((known_yoga >= t) & right).mean()), 4),
-            "yoga_correct_without_rejection": round(float(right.mean()), 4),
-            "everyday_labelled": round(float((known_everyday >= t).mean()), 4), "reviewed_labels": figures,
+            "yoga_correct": _share((known_yoga >= t) & right), "yoga_correct_without_rejection": _share(right),
+            "everyday_labelled": _share(known_everyday >= t), "reviewed_labels": figures,
             "curve": curve}  # fmt: skip
 
 
