@@ -77,11 +77,11 @@ def pose_map(model: str, data: Path, imgsz: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:  # the labelled list with an absolute path (see the data README)
         local = Path(tmp) / "data.yaml"
         local.write_text(text)
-        images, kpt_shape = load_dataset(local)
+        images, spec = load_dataset(local)
     matches = {}
     for name, flag in INTERPOLATIONS.items():
         preprocess.RESIZE = flag
-        matches[name] = match_images(edgepose.load(model, conf=0.001, imgsz=imgsz), images, kpt_shape, conf=0.001)
+        matches[name] = match_images(edgepose.load(model, conf=0.001, imgsz=imgsz), images, spec, conf=0.001)
     preprocess.RESIZE = cv2.INTER_LINEAR
     interval = map_delta_interval(matches["INTER_LINEAR"], matches["INTER_LINEAR_EXACT"])
     return {"model": Path(model).name, "imgsz": imgsz or 640, "images": len(images), **{name: pooled_map(m) for name, m in matches.items()},

@@ -33,7 +33,7 @@ from edgepose.compare import compare_models
 from edgepose.export.pipeline import export_model
 from edgepose.memory import allocator_state, reuse_freed_memory
 from edgepose.predictor import load
-from edgepose.val import map_delta_interval, match_images, pooled_map
+from edgepose.val import keypoint_spec, map_delta_interval, match_images, pooled_map
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # name -> export_model options (from the FP32 ONNX graph)
@@ -81,7 +81,7 @@ def run_fold(source: Path, calib_half: list[Path], test_half: list[Path], label:
     listing.write_text("".join(f"{image.resolve()}\n" for image in calib_half))
     calib_data = work / f"calib-{label}.yaml"
     calib_data.write_text(f"path: {work}\nval: {listing.name}\nkpt_shape: [17, 3]\n")
-    images, kpt_shape = test_half, (17, 3)
+    images, spec = test_half, keypoint_spec((17, 3))
     graphs = {"onnx_fp32": source}
     fold: dict = {"calibration_images": len(calib_half), "test_images": len(images)}
     for name, options in VARIANTS.items():
@@ -94,7 +94,7 @@ def run_fold(source: Path, calib_half: list[Path], test_half: list[Path], label:
     reference = load(source)
     for name, path in [*graphs.items(), ("openvino_bf16", graphs["openvino_fp32"])]:
         options = {"precision": "bf16"} if name == "openvino_bf16" else {}
-        found = match_images(load(path, conf=0.001, **options), images, kpt_shape)
+        found = match_images(load(path, conf=0.001, **options), images, spec)
         matches.setdefault(name, []).extend(found)  # pooled over folds: each image scored once per graph
         metrics = pooled_map(found)
         fold[name] = {k: round(metrics[k], 4) for k in ("pose_map50_95", "pose_map50", "box_map50_95")}

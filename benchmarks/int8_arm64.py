@@ -67,14 +67,14 @@ def score(folder: Path, out: Path, data: Path, names: list[str]) -> None:
     import openvino
 
     from edgepose.predictor import load
-    from edgepose.val import match_images
+    from edgepose.val import keypoint_spec, match_images
 
     test = halves(data / "coco-val-pose")[1]
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}: onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
     for name in names or list(GRAPHS):
         file, backend = GRAPHS[name]
-        found = match_images(load(folder / file, conf=0.001, backend=backend), test, (17, 3))
+        found = match_images(load(folder / file, conf=0.001, backend=backend), test, keypoint_spec((17, 3)))
         (out / f"{name}.pkl").write_bytes(pickle.dumps({"machine": machine, "images": len(test), "matches": found}))
         print(f"{name}: scored on {len(test)} images", flush=True)
 

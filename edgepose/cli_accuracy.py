@@ -41,11 +41,14 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
     from .predictor import load
     from .val import evaluate, load_dataset
 
-    images, kpt_shape = load_dataset(data, split)
+    images, spec = load_dataset(data, split)
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
     _announce_engine(predictor)
-    metrics = evaluate(predictor, images, kpt_shape, conf=conf, progress=lambda x: _progress(list(x), "val"))
+    metrics = evaluate(predictor, images, spec, conf=conf, progress=lambda x: _progress(list(x), "val"))
     metrics = {"model": model, "data": data, **metrics}
+    if metrics["labels_left_out"]:
+        click.echo(f"warning: {metrics['labels_left_out']} label(s) of classes the model cannot predict (it has "
+                   f"{len(predictor.names)}) left out, as yolo val does", err=True)  # fmt: skip
     if json_out != "-":
         click.echo(
             f"{metrics['images']} images, {metrics['instances']} persons: "

@@ -165,9 +165,9 @@ def map_comparison(ref: str, got: str, data: str, **options: Any) -> dict[str, A
     from ``ref`` to ``got``, with a 95 % paired bootstrap interval over the dataset's images."""
     from .val import load_dataset, map_delta_interval, match_images, pooled_map
 
-    val_images, kpt_shape = load_dataset(data)
+    val_images, spec = load_dataset(data)
     matches = {
-        name: match_images(open_model(path, **{**options, "conf": 0.001}), val_images, kpt_shape, conf=0.001)
+        name: match_images(open_model(path, **{**options, "conf": 0.001}), val_images, spec, conf=0.001)
         for name, path in (("reference", ref), ("candidate", got))
     }
     report: dict[str, Any] = {name: pooled_map(m) for name, m in matches.items()}

@@ -107,6 +107,11 @@ class PosePredictor:
         return self.meta.keypoint_names
 
     @property
+    def names(self) -> dict[int, str]:
+        """The classes the pose model detects."""
+        return self.meta.names
+
+    @property
     def providers(self) -> list[str]:
         return self.backend.providers
 

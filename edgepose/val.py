@@ -1,9 +1,11 @@
 """Pose and box mAP of a graph on a YOLO-format pose dataset, computed as ``yolo val pose`` does.
 
-Matching and AP follow Ultralytics' validator (greedy by confidence per IoU/OKS threshold,
-101-point COCO interpolation, OKS with COCO sigmas for [17, 3] layouts and 1/K for every other,
-area = 0.53 x box area), so the figures agree with theirs for the same predictions. Like COCO
-pose, only class 0 is scored.
+Matching and AP follow Ultralytics' validator, so the figures agree with theirs for the same
+predictions: greedy by confidence per IoU/OKS threshold, a prediction matching only labels of its
+own class; AP per class with 101-point COCO interpolation, mAP their mean over the classes that
+have labels; OKS with the dataset's ``kpt_oks_sigmas``, else COCO's sigmas for [17, 3] layouts and
+1/K for every other, area = 0.53 x box area; labels of classes the model cannot predict (a dataset
+of more classes than the model) are left out.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from .errors import InputError, MissingExtraError
 from .keypoints import COCO_SIGMAS
-from .predictor import PosePredictor
+from .postprocess import Detections
 from .sources import IMAGE_SUFFIXES, read_image
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -25,11 +28,44 @@ AP_X = np.linspace(0, 1, 101)
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 names it trapz
 
 
+class Detector(Protocol):
+    """What scoring needs of a model: its classes and its detections at a score threshold."""
+
+    @property
+    def names(self) -> dict[int, str]: ...
+
+    def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections: ...
+
+
+class KeypointSpec(NamedTuple):
+    """A dataset's keypoint layout (``kpt_shape``) and the OKS sigma of each keypoint."""
+
+    shape: tuple[int, int]
+    sigmas: np.ndarray
+
+
+def keypoint_spec(kpt_shape: Sequence[int], sigmas: Sequence[float] | None = None, source: str = "") -> KeypointSpec:
+    """The spec Ultralytics' validator uses: the dataset's ``kpt_oks_sigmas`` (one positive value
+    per keypoint), else COCO's sigmas for a [17, 3] layout and 1/K for every other."""
+    k, d = (int(v) for v in kpt_shape)
+    if sigmas is None:
+        values = np.asarray(COCO_SIGMAS) if (k, d) == (len(COCO_SIGMAS), 3) else np.full(k, 1 / k)
+        return KeypointSpec((k, d), values)
+    try:
+        values = np.asarray(sigmas, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        values = np.zeros(0)
+    if len(values) != k or not (values > 0).all():
+        raise InputError(f"{source or 'dataset'}: kpt_oks_sigmas must be {k} positive values, got {sigmas}")
+    return KeypointSpec((k, d), values)
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One image and its ground truth: boxes (n, 4) xyxy and keypoints (n, K, 3) in pixels."""
+    """One image and its ground truth: class ids (n,), boxes (n, 4) xyxy and keypoints (n, K, 3) in pixels."""
 
     image: Path
+    classes: np.ndarray
     boxes: np.ndarray
     keypoints: np.ndarray
 
@@ -41,8 +77,8 @@ def _label_path(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
-def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list[Path], tuple[int, int]]:
-    """Image paths of a split of an Ultralytics data yaml, and its kpt_shape."""
+def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list[Path], KeypointSpec]:
+    """Image paths of a split of an Ultralytics data yaml, and its keypoint spec."""
     try:
         import yaml
     except ImportError:
@@ -56,6 +92,7 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
         raise InputError(f"{data_yaml} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict) or not data.get(split):
         raise InputError(f"{data_yaml} has no '{split}' split")
+    spec = keypoint_spec(data.get("kpt_shape", (17, 3)), data.get("kpt_oks_sigmas"), str(data_yaml))
     root = Path(data["path"]) if data.get("path") else data_yaml.parent
     root = root if root.is_absolute() or not data.get("path") else data_yaml.parent / root
     entries = data[split] if isinstance(data[split], list) else [data[split]]
@@ -70,7 +107,7 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
             raise InputError(f"{data_yaml}: '{split}' points to {where}, which does not exist")
     if not images:
         raise InputError(f"{data_yaml}: no images in the '{split}' split")
-    return images, tuple(data.get("kpt_shape", (17, 3)))  # type: ignore[return-value]
+    return images, spec
 
 
 def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]) -> Sample:
@@ -91,7 +128,7 @@ def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]
     kpts[..., 1] *= height
     if d == 2:  # no visibility column: every labelled point counts
         kpts = np.concatenate([kpts, np.ones((*kpts.shape[:2], 1))], axis=-1)
-    return Sample(image, boxes, kpts)
+    return Sample(image, rows[:, 0].astype(np.int64), boxes, kpts)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -114,9 +151,12 @@ def keypoint_oks(
     return (np.exp(-e) * mask[:, None]).sum(-1) / (mask.sum(-1)[:, None] + eps)
 
 
-def match(similarity: np.ndarray) -> np.ndarray:
+def match(similarity: np.ndarray, same_class: np.ndarray | None = None) -> np.ndarray:
     """(n_pred, 10) true-positive flags; predictions are in descending confidence order and each
-    claims its best still-unclaimed target per threshold (Ultralytics' ``match_predictions``)."""
+    claims its best still-unclaimed target per threshold, of its own class where ``same_class``
+    (n_gt, n_pred) says which pairs share one (Ultralytics' ``match_predictions``)."""
+    if same_class is not None:
+        similarity = similarity * same_class
     n_gt, n_pred = similarity.shape
     correct = np.zeros((n_pred, len(IOU_THRESHOLDS)), dtype=bool)
     if n_gt == 0 or n_pred == 0:
@@ -132,7 +172,7 @@ def match(similarity: np.ndarray) -> np.ndarray:
 
 
 def average_precision(tp: np.ndarray, conf: np.ndarray, n_targets: int) -> np.ndarray:
-    """AP at each threshold from stacked true-positive flags (single class), 101-point COCO."""
+    """AP at each threshold from stacked true-positive flags (one class), 101-point COCO."""
     if n_targets == 0 or len(conf) == 0:
         return np.zeros(tp.shape[1])
     order = np.argsort(-conf, kind="stable")
@@ -158,41 +198,60 @@ class ImageMatches:
     tp_box: np.ndarray  # (n_pred, 10) true-positive flags per IoU threshold
     tp_pose: np.ndarray  # (n_pred, 10) per OKS threshold
     scores: np.ndarray
-    targets: int
+    classes: np.ndarray  # (n_pred,) each detection's class
+    target_classes: np.ndarray  # (n_labels,) each scored label's class
+    left_out: int = 0  # labels of classes the model cannot predict
+
+    @property
+    def targets(self) -> int:
+        return len(self.target_classes)
 
 
 def match_images(
-    predictor: PosePredictor,
+    predictor: Detector,
     images: Iterable[Path],
-    kpt_shape: tuple[int, int],
+    spec: KeypointSpec,
     conf: float = 0.001,
     progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x,
 ) -> list[ImageMatches]:
-    """Run ``predictor`` on labelled images and match each image's persons (person class, as in COCO pose)."""
-    coco = tuple(kpt_shape) == (len(COCO_SIGMAS), 3)  # Ultralytics' rule: COCO's sigmas for [17, 3] only
-    sigmas = np.asarray(COCO_SIGMAS) if coco else np.full(kpt_shape[0], 1 / kpt_shape[0])
+    """Run ``predictor`` on labelled images and match each image's detections to its labels."""
     out = []
     for path in progress(images):
         image = read_image(path)
-        gt = read_labels(path, image.shape[1], image.shape[0], kpt_shape)
+        gt = read_labels(path, image.shape[1], image.shape[0], spec.shape)
+        scored = gt.classes < len(predictor.names)  # as Ultralytics' val of a model with fewer classes
+        boxes_gt, kpts_gt, cls_gt = gt.boxes[scored], gt.keypoints[scored], gt.classes[scored]
         det = predictor.detect(image, conf=conf, clip=False)
         order = np.argsort(-det.scores, kind="stable")
-        boxes, kpts, scores = det.boxes[order], det.keypoints[order], det.scores[order]
-        area = (gt.boxes[:, 2:] - gt.boxes[:, :2]).prod(1) * 0.53
-        out.append(ImageMatches(match(box_iou(gt.boxes, boxes)), match(keypoint_oks(gt.keypoints, kpts, area, sigmas)),
-                                scores, len(gt.boxes)))  # fmt: skip
+        boxes, kpts, scores, classes = det.boxes[order], det.keypoints[order], det.scores[order], det.classes[order]
+        classes = classes.astype(np.int64)
+        same = cls_gt[:, None] == classes[None]
+        area = (boxes_gt[:, 2:] - boxes_gt[:, :2]).prod(1) * 0.53
+        out.append(ImageMatches(match(box_iou(boxes_gt, boxes), same),
+                                match(keypoint_oks(kpts_gt, kpts, area, spec.sigmas), same), scores, classes, cls_gt,
+                                int((~scored).sum())))  # fmt: skip
     return out
 
 
 def pooled_map(matches: Sequence[ImageMatches]) -> dict[str, float]:
-    """Box and pose mAP over the pooled detections of these images."""
+    """Box and pose mAP over the pooled detections of these images: AP per class, then the mean
+    over the classes that have labels (a class with labels and no detection scores 0)."""
     scores = np.concatenate([m.scores for m in matches])
-    targets = sum(m.targets for m in matches)
-    ap_box = average_precision(np.concatenate([m.tp_box for m in matches]), scores, targets)
-    ap_pose = average_precision(np.concatenate([m.tp_pose for m in matches]), scores, targets)
+    classes = np.concatenate([m.classes for m in matches])
+    target_classes = np.concatenate([m.target_classes for m in matches])
+    tp_box = np.concatenate([m.tp_box for m in matches])
+    tp_pose = np.concatenate([m.tp_pose for m in matches])
+    ap_box, ap_pose = np.zeros(len(IOU_THRESHOLDS)), np.zeros(len(IOU_THRESHOLDS))
+    labelled, counts = np.unique(target_classes, return_counts=True)
+    for c, count in zip(labelled, counts):
+        mine = classes == c
+        ap_box += average_precision(tp_box[mine], scores[mine], int(count)) / len(labelled)
+        ap_pose += average_precision(tp_pose[mine], scores[mine], int(count)) / len(labelled)
     return {
         "images": len(matches),
-        "instances": targets,
+        "instances": len(target_classes),
+        "classes": len(labelled),
+        "labels_left_out": sum(m.left_out for m in matches),
         "box_map50": float(ap_box[0]),
         "box_map50_95": float(ap_box.mean()),
         "pose_map50": float(ap_pose[0]),
@@ -201,14 +260,14 @@ def pooled_map(matches: Sequence[ImageMatches]) -> dict[str, float]:
 
 
 def evaluate(
-    predictor: PosePredictor,
+    predictor: Detector,
     images: Iterable[Path],
-    kpt_shape: tuple[int, int],
+    spec: KeypointSpec,
     conf: float = 0.001,
     progress: Callable[[Iterable[Path]], Iterable[Path]] = lambda x: x,
 ) -> dict[str, float]:
-    """Box and pose mAP of ``predictor`` on labelled images (person class, as in COCO pose)."""
-    return pooled_map(match_images(predictor, images, kpt_shape, conf, progress))
+    """Box and pose mAP of ``predictor`` on labelled images."""
+    return pooled_map(match_images(predictor, images, spec, conf, progress))
 
 
 def map_delta_interval(

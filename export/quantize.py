@@ -286,18 +286,19 @@ def pose_map_validation(source: Path, data: str) -> tuple[list[Path], Callable[[
     from edgepose.predictor import load
     from edgepose.val import load_dataset, match_images, pooled_map
 
-    images, kpt_shape = load_dataset(data)
+    images, spec = load_dataset(data)
     predictor = load(source, conf=0.001)
 
-    class Compiled:  # what match_images needs: detect() through a compiled model
+    class Compiled:  # what match_images needs: the classes, and detect() through a compiled model
         def __init__(self, compiled: Any) -> None:
             self.compiled = compiled
+            self.names = predictor.names
 
         def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Any:
             tensor, box = predictor.preprocess(image)
             return predictor.decode(self.compiled(tensor)[0], box, conf=conf, clip=clip)
 
     def validate(compiled: Any, items: Any) -> float:
-        return pooled_map(match_images(Compiled(compiled), list(items), kpt_shape))["pose_map50_95"]  # type: ignore[arg-type]
+        return pooled_map(match_images(Compiled(compiled), list(items), spec))["pose_map50_95"]  # type: ignore[arg-type]
 
     return list(images), validate

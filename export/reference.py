@@ -65,6 +65,10 @@ class UltralyticsPredictor:
         self.conf, self.iou, self.imgsz, self.max_det, self.rect = conf, iou, imgsz, max_det, rect
         self.keypoint_names = tuple(COCO_KEYPOINTS)
 
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.model.names)
+
     def detect(self, image: np.ndarray, conf: float | None = None, clip: bool = True) -> Detections:
         result = self.model.predict(image, conf=self.conf if conf is None else conf, iou=self.iou,
                                     imgsz=self.imgsz, max_det=self.max_det, rect=self.rect, verbose=False)[0]  # fmt: skip

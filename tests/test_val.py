@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import edgepose
 from edgepose.keypoints import COCO_SIGMAS
-from edgepose.val import average_precision, box_iou, keypoint_oks, load_dataset, map_delta_interval, match, match_images
+from edgepose.val import (
+    ImageMatches,
+    average_precision,
+    box_iou,
+    keypoint_oks,
+    keypoint_spec,
+    load_dataset,
+    map_delta_interval,
+    match,
+    match_images,
+    pooled_map,
+)
 
-from .conftest import COCO8_POSE, require_shared
+from .conftest import COCO8_POSE, assert_one_line_error, require_shared
 
 
 def test_oks_and_iou_equal_ultralytics() -> None:
@@ -34,26 +47,36 @@ def test_oks_and_iou_equal_ultralytics() -> None:
 
 
 def test_matching_and_ap_equal_ultralytics() -> None:
+    """Several classes: a prediction matches only labels of its class, AP is per class and mAP their
+    mean over the classes with labels (class 3 has labels and no prediction: AP 0)."""
     from ultralytics.models.yolo.pose.val import PoseValidator
     from ultralytics.utils.metrics import ap_per_class
 
     rng = np.random.default_rng(2)
     validator = PoseValidator()
-    tps, confs, n_targets = [], [], 0
-    for _ in range(20):
+    images = []
+    for _ in range(30):
         sim = rng.uniform(0, 1, (rng.integers(0, 6), rng.integers(0, 9))) ** 0.5
-        ours = match(sim)
+        true, pred = rng.integers(0, 4, sim.shape[0]), rng.integers(0, 3, sim.shape[1])
+        ours = match(sim, true[:, None] == pred[None])
         if sim.size:
-            theirs = validator.match_predictions(
-                torch.zeros(sim.shape[1]), torch.zeros(sim.shape[0]), torch.tensor(sim)
-            )
+            theirs = validator.match_predictions(torch.tensor(pred), torch.tensor(true), torch.tensor(sim))
             np.testing.assert_array_equal(ours, theirs.numpy())
-        tps.append(ours)
-        confs.append(np.sort(rng.uniform(0, 1, sim.shape[1]))[::-1])
-        n_targets += sim.shape[0]
-    tp, conf = np.concatenate(tps), np.concatenate(confs)
-    theirs_ap = ap_per_class(tp, conf, np.zeros(len(conf)), np.zeros(n_targets))[5][0]
-    np.testing.assert_allclose(average_precision(tp, conf, n_targets), theirs_ap, atol=1e-12)
+        conf = np.sort(rng.uniform(0, 1, sim.shape[1]))[::-1]
+        images.append(ImageMatches(ours, ours, conf, pred, true))
+    pooled = pooled_map(images)
+    tp, conf = np.concatenate([m.tp_pose for m in images]), np.concatenate([m.scores for m in images])
+    pred, true = np.concatenate([m.classes for m in images]), np.concatenate([m.target_classes for m in images])
+    theirs_ap = ap_per_class(tp, conf, pred, true)[5]
+    assert pooled["classes"] == len(theirs_ap) == 4
+    assert (
+        abs(pooled["pose_map50_95"] - theirs_ap.mean()) < 1e-12
+        and abs(pooled["pose_map50"] - theirs_ap[:, 0].mean()) < 1e-12
+    )
+    one = [ImageMatches(m.tp_pose, m.tp_pose, m.scores, m.classes * 0, m.target_classes * 0) for m in images]
+    ap_one = ap_per_class(tp, conf, pred * 0, true * 0)[5][0]
+    np.testing.assert_allclose(average_precision(tp, conf, len(true)), ap_one, atol=1e-12)
+    assert abs(pooled_map(one)["pose_map50_95"] - ap_one.mean()) < 1e-12
 
 
 def test_perfect_predictions_score_one() -> None:
@@ -80,16 +103,54 @@ def test_val_agrees_with_ultralytics_val(yolo11_onnx: Path, tmp_path: Path) -> N
     assert ours["pose_map50_95"] > 0.2  # a real model on real people, not an empty evaluation
 
 
+def two_class_coco8(root: Path, sigmas: str) -> Path:
+    """coco8-pose's 8 photos as a dataset of two classes, persons filling at least a tenth of the
+    photo (class 0) and smaller ones (class 1), with its own ``kpt_oks_sigmas``."""
+    coco8 = require_shared(COCO8_POSE).parent
+    for split in ("train", "val"):
+        shutil.copytree(coco8 / "images" / split, root / "images" / split)
+        (root / "labels" / split).mkdir(parents=True)
+        for label in (coco8 / "labels" / split).glob("*.txt"):
+            rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
+            rows = [["0" if float(r[3]) * float(r[4]) >= 0.1 else "1", *r[1:]] for r in rows]
+            (root / "labels" / split / label.name).write_text("".join(" ".join(r) + "\n" for r in rows))
+    yaml = root / "data.yaml"
+    yaml.write_text(f"path: {root}\ntrain: images/train\nval: [images/train, images/val]\nkpt_shape: [17, 3]\n"
+                    f"names: {{0: near, 1: far}}\nkpt_oks_sigmas: {sigmas}\n")  # fmt: skip
+    return yaml
+
+
+def test_val_reads_dataset_sigmas_and_classes_as_ultralytics(yolo11_onnx: Path, tmp_path: Path) -> None:
+    """A dataset's own OKS sigmas are used, and labels of classes the model cannot predict (a
+    one-class model on a two-class dataset) are left out with a warning: as ``yolo val`` does."""
+    from edgepose.export.reference import ultralytics_model
+
+    sigmas = [round(2 * s, 4) for s in COCO_SIGMAS]  # looser than COCO's: every OKS rises
+    data = two_class_coco8(tmp_path / "two", str(sigmas))
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "val", data, "-m", yolo11_onnx, "--json",
+                           tmp_path / "val.json"], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads((tmp_path / "val.json").read_text())
+    assert ours["labels_left_out"] > 0 and ours["instances"] > 0 and ours["classes"] == 1
+    assert f"warning: {ours['labels_left_out']} label(s) of classes the model cannot predict" in proc.stderr
+    ref = ultralytics_model(str(yolo11_onnx)).val(data=str(data), imgsz=640, batch=1, plots=False, verbose=False,
+                                                  device="cpu", project=str(tmp_path), name="val")  # fmt: skip
+    assert abs(ours["pose_map50_95"] - ref.pose.map) <= 0.005
+    assert abs(ours["box_map50_95"] - ref.box.map) <= 0.005
+    images, spec = load_dataset(data)
+    assert spec.sigmas.tolist() == sigmas
+    coco = pooled_map(match_images(edgepose.load(yolo11_onnx, conf=0.001), images, keypoint_spec((17, 3))))
+    assert ours["pose_map50_95"] > coco["pose_map50_95"] + 0.02  # the sigmas were read, not COCO's
+
+
 def test_map_delta_interval_on_real_data(yolo11_dynamic_onnx: Path) -> None:
     """A graph against itself: delta and interval exactly 0. Against the same graph fed 256-pixel
     inputs (a real loss of detail): the delta is negative and lies inside its interval."""
-    import edgepose
-
-    images, kpt_shape = load_dataset(require_shared(COCO8_POSE))
-    full = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001), images, kpt_shape)
+    images, spec = load_dataset(require_shared(COCO8_POSE))
+    full = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001), images, spec)
     same = map_delta_interval(full, full, resamples=200)
     assert same["delta"] == same["ci95_low"] == same["ci95_high"] == 0.0
-    small = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001, imgsz=256), images, kpt_shape)
+    small = match_images(edgepose.load(yolo11_dynamic_onnx, conf=0.001, imgsz=256), images, spec)
     worse = map_delta_interval(full, small, resamples=500)
     assert worse["delta"] < -0.05
     assert worse["ci95_low"] <= worse["delta"] <= worse["ci95_high"] and worse["ci95_low"] < worse["ci95_high"]
@@ -101,3 +162,8 @@ def test_val_bad_dataset(yolo11_onnx: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "edgepose", "val", bad, "-m", yolo11_onnx], capture_output=True,
                           text=True)  # fmt: skip
     assert proc.returncode == 3 and proc.stderr.startswith("error:") and "no 'val' split" in proc.stderr
+    bad.write_text("val: images\nkpt_shape: [17, 3]\nkpt_oks_sigmas: [0.1, 0.2]\n")
+    (tmp_path / "images").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "val", bad, "-m", yolo11_onnx], capture_output=True,
+                          text=True)  # fmt: skip
+    assert_one_line_error(proc, 3, "kpt_oks_sigmas must be 17 positive values")
