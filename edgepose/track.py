@@ -30,11 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .keypoints import COCO_SIGMAS
 from .results import Result
 
-# COCO keypoint sigmas (pycocotools), as Ultralytics' OKS uses them.
-COCO_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62,
-                        1.07, 1.07, 0.87, 0.87, 0.89, 0.89], np.float32) / 10.0  # fmt: skip
 KPT_VISIBLE = 0.5  # a keypoint below this confidence is not placed (as in draw and the classifier)
 LOW_MATCH = 0.5  # least similarity for a low-scoring person to continue a track (ByteTrack's second-stage IoU)
 
@@ -87,7 +85,7 @@ def keypoint_oks(a: np.ndarray, b: np.ndarray, areas: np.ndarray) -> np.ndarray:
 
     Only points placed in both count; a pair with no such point scores 0."""
     k = a.shape[1]
-    sigmas = COCO_SIGMAS if k == len(COCO_SIGMAS) else np.full(k, 0.05, np.float32)
+    sigmas = np.asarray(COCO_SIGMAS, np.float32) if k == len(COCO_SIGMAS) else np.full(k, 0.05, np.float32)
     d2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # [N, M, K]
     e = d2 / (2 * (2 * sigmas) ** 2 * (areas[:, None, None] + 1e-9))
     both = (a[:, None, :, 2] >= KPT_VISIBLE) & (b[None, :, :, 2] >= KPT_VISIBLE)
