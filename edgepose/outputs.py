@@ -20,9 +20,16 @@ def is_device(path: Path) -> bool:
     return path.exists() and not path.is_file() and not path.is_dir()
 
 
+def refuse_folder(path: Path) -> None:
+    """A result file named like an existing folder: say so before anything is written."""
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temp file beside ``path`` and rename it into place (a device: in place)."""
     path = Path(path)
+    refuse_folder(path)
     if is_device(path):
         with open(path, "wb") as handle:
             handle.write(data)

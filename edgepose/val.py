@@ -5,7 +5,8 @@ predictions: greedy by confidence per IoU/OKS threshold, a prediction matching o
 own class; AP per class with 101-point COCO interpolation, mAP their mean over the classes that
 have labels; OKS with the dataset's ``kpt_oks_sigmas``, else COCO's sigmas for [17, 3] layouts and
 1/K for every other, area = 0.53 x box area; labels of classes the model cannot predict (a dataset
-of more classes than the model) are left out.
+of more classes than the model) are left out. Detections are the runtime's (each box's best class),
+where Ultralytics' val of a raw head of several classes keeps each class above conf (multi-label NMS).
 """
 
 from __future__ import annotations
@@ -46,16 +47,21 @@ class KeypointSpec(NamedTuple):
 
 def keypoint_spec(kpt_shape: Sequence[int], sigmas: Sequence[float] | None = None, source: str = "") -> KeypointSpec:
     """The spec Ultralytics' validator uses: the dataset's ``kpt_oks_sigmas`` (one positive value
-    per keypoint), else COCO's sigmas for a [17, 3] layout and 1/K for every other."""
-    k, d = (int(v) for v in kpt_shape)
-    if sigmas is None:
+    per keypoint), else (absent or empty) COCO's sigmas for a [17, 3] layout and 1/K for every other."""
+    try:
+        k, d = (int(v) for v in kpt_shape)
+    except (TypeError, ValueError):
+        k = d = 0
+    if k < 1 or d not in (2, 3):
+        raise InputError(f"{source or 'dataset'}: kpt_shape must be [K, 2] or [K, 3], got {kpt_shape}")
+    if not sigmas:  # as Ultralytics: an empty kpt_oks_sigmas means the default
         values = np.asarray(COCO_SIGMAS) if (k, d) == (len(COCO_SIGMAS), 3) else np.full(k, 1 / k)
         return KeypointSpec((k, d), values)
     try:
         values = np.asarray(sigmas, dtype=np.float64).ravel()
     except (TypeError, ValueError):
         values = np.zeros(0)
-    if len(values) != k or not (values > 0).all():
+    if len(values) != k or not (values > 0).all() or not np.isfinite(values).all():
         raise InputError(f"{source or 'dataset'}: kpt_oks_sigmas must be {k} positive values, got {sigmas}")
     return KeypointSpec((k, d), values)
 
@@ -87,17 +93,21 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
     if not data_yaml.is_file():
         raise InputError(f"no such dataset yaml: {data_yaml}")
     try:
-        data = yaml.safe_load(data_yaml.read_text())
+        data = yaml.safe_load(data_yaml.read_text(errors="replace"))
     except yaml.YAMLError as exc:
         raise InputError(f"{data_yaml} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict) or not data.get(split):
         raise InputError(f"{data_yaml} has no '{split}' split")
     spec = keypoint_spec(data.get("kpt_shape", (17, 3)), data.get("kpt_oks_sigmas"), str(data_yaml))
+    if not isinstance(data.get("path") or "", str):
+        raise InputError(f"{data_yaml}: 'path' must be a folder, got {data['path']!r}")
     root = Path(data["path"]) if data.get("path") else data_yaml.parent
     root = root if root.is_absolute() or not data.get("path") else data_yaml.parent / root
     entries = data[split] if isinstance(data[split], list) else [data[split]]
     images: list[Path] = []
     for entry in entries:
+        if not isinstance(entry, str):
+            raise InputError(f"{data_yaml}: '{split}' must name folders or .txt lists, got {entry!r}")
         where = root / entry
         if where.is_dir():
             images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -114,13 +124,15 @@ def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]
     """Ground truth of one image from its YOLO pose label file (missing file = no persons)."""
     k, d = kpt_shape
     path = _label_path(image)
-    rows = (
-        np.loadtxt(path, ndmin=2, dtype=np.float64)
-        if path.is_file() and path.stat().st_size
-        else np.zeros((0, 5 + k * d))
-    )
+    text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
+    try:  # an empty or blank file: no persons, as Ultralytics reads it
+        rows = np.loadtxt(text.splitlines(), ndmin=2, dtype=np.float64) if text.strip() else np.zeros((0, 5 + k * d))
+    except ValueError as exc:
+        raise InputError(f"{path}: not a YOLO pose label file ({exc})") from None
     if rows.shape[1] != 5 + k * d:
         raise InputError(f"{path}: expected {5 + k * d} values per line, got {rows.shape[1]}")
+    if not np.isfinite(rows).all() or ((rows[:, 0] < 0) | (rows[:, 0] != np.round(rows[:, 0]))).any():
+        raise InputError(f"{path}: values must be finite and class ids whole numbers >= 0")
     cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     kpts = rows[:, 5:].reshape(-1, k, d).copy()

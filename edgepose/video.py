@@ -22,7 +22,7 @@ import click
 import numpy as np
 
 from .errors import InputError
-from .outputs import is_device
+from .outputs import is_device, refuse_folder
 
 # container suffix -> FourCC that this OpenCV build writes and reads back (FFmpeg: mp4v, MJPG)
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -112,6 +112,7 @@ class JsonRecords:
             self.handle = sys.stdout
         else:
             self.path = Path(target)
+            refuse_folder(self.path)
             _make_parent(self.path)
             self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.partial")
             try:

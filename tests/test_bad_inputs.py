@@ -328,6 +328,20 @@ def _(ctx: Ctx):
     return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--json", target], lambda: write_json(target, [])
 
 
+@row("json-is-a-folder", 3, "it is a folder")
+def _(ctx: Ctx):
+    target = ctx.tmp / "results"
+    target.mkdir()
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--json", target], lambda: write_json(target, [])
+
+
+@row("json-of-a-video-is-a-folder", 3, "it is a folder")
+def _(ctx: Ctx):
+    target = ctx.tmp / "results"
+    target.mkdir()
+    return ["predict", ctx.sample_video, "-m", ctx.yolo11_onnx, "--json", target], None
+
+
 @pytest.fixture(scope="module")
 def segment_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real Ultralytics *segmentation* graph (YOLOv8n-seg architecture), to be refused as not-pose."""
@@ -355,6 +369,7 @@ def test_bad_input_row(case: Row, tmp_path: Path, request: pytest.FixtureRequest
     args, api = case.make(ctx)
     assert_one_line_error(edgepose_cli(*args), case.code, case.fragment)
     assert not ctx.out.exists() or not any(ctx.out.rglob("*")), "an output was written for a failed run"
+    assert not list(ctx.tmp.rglob(".*partial*")), "a temporary output was left behind"
     if api is not None:
         with pytest.raises(API_ERRORS[case.code], match=re.escape(case.fragment)):
             api()
