@@ -61,7 +61,14 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such CSV: {path}")
-    with open(path, newline="") as handle:
+    try:
+        return _read_table(path, keypoint_names)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text CSV (not UTF-8)") from None
+
+
+def _read_table(path: Path, keypoint_names: tuple[str, ...]) -> KeypointTable:
+    with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in columns(keypoint_names) if c not in header]
@@ -76,8 +83,8 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
                            float(row[f"{n}_conf"]) if with_conf else math.nan] for n in keypoint_names]  # fmt: skip
             except (TypeError, ValueError):
                 raise InputError(f"{path}:{line}: a keypoint value is empty or not a number") from None
-            if any(math.isnan(v) for xyc in values for v in xyc[: 3 if with_conf else 2]):
-                raise InputError(f"{path}:{line}: NaN keypoint value")
+            if not all(math.isfinite(v) for xyc in values for v in xyc[: 3 if with_conf else 2]):
+                raise InputError(f"{path}:{line}: NaN or infinite keypoint value")
             if not row["label"]:
                 raise InputError(f"{path}:{line}: empty label")
             names.append(row["image_name"])

@@ -275,11 +275,20 @@ def _csv_row(id: str, fragment: str, header: list[str], rows: list[list[object]]
 
 
 _csv_row("csv-missing-columns", "missing columns right_ankle_x", columns()[:-2], [["a.jpg", "Tree", *([0.5] * 32)]])
-_csv_row("csv-nan", "NaN keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "nan"]])
+_csv_row("csv-nan", "NaN or infinite keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "nan"]])
 _csv_row(
     "csv-empty-value", "a keypoint value is empty or not a number", columns(), [["a.jpg", "Tree", *([0.5] * 33), ""]]
 )
 _csv_row("csv-zero-rows", "no rows", columns(), [])
+_csv_row("csv-infinite", "NaN or infinite keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "inf"]])
+
+
+@row("csv-not-utf8", 3, "not a text CSV (not UTF-8)")
+def _(ctx: Ctx):
+    csv = ctx.file("k.csv", ",".join(columns()).encode() + "\na.jpg,Tr\xe9e\n".encode("latin-1"))
+    return ["eval", YOGA, csv, "--json", ctx.out / "r.json"], lambda: read_table(csv)
+
+
 # the label check needs the classifier's classes: it is part of `eval`, which has no API twin
 _csv_row("csv-unknown-label", "labels the classifier does not know: Headstand", columns(),
          [["a.jpg", "Headstand", *([0.5] * 34)]], api=False)  # fmt: skip
