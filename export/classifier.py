@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ log = logging.getLogger("edgepose")
 
 MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
 FOLDS = 5  # out-of-fold predictions on the training rows choose the threshold
+MIN_ROWS_PER_LABEL = 5  # each CSV's labels: enough rows for its 20 % hold-out and the folds
 MODELS = ("mlp", "svc")
 
 
@@ -202,6 +204,11 @@ def train_classifier(
     if negatives and "none" in classes:
         raise InputError("'none' is the label of no known pose: rename that class in the CSV")
     labels_of = [np.array([classes.index(label) for label in table.labels]) for table in tables]
+    for path, table in zip(csv_paths, tables):  # the splits hold out a fifth of each label, by 5 folds
+        label, count = min(Counter(table.labels).items(), key=lambda item: item[1])
+        if count < MIN_ROWS_PER_LABEL:
+            raise InputError(f"{path}: '{label}' has {count} row(s); a label needs at least {MIN_ROWS_PER_LABEL} "
+                             "for a fifth of its rows to be held out")  # fmt: skip
     parts, row_groups = split_sources(tables, classes)
     splits = [(t.keypoints[train], t.keypoints[test], y[train], y[test]) for t, y, (train, test) in
               zip(tables, labels_of, parts)]  # fmt: skip
@@ -272,7 +279,10 @@ def train_classifier(
                                    "false_accept": round(float((labels(held) != none).mean()), 4)},
         }  # fmt: skip
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write to {out}: {exc.strerror or exc}") from None
     staged = out / f".{name}.partial.onnx"  # hidden, and still a name the runtime loads (.onnx)
     headline = {k: getattr(report, k) for k in ("accuracy", "accuracy_two_missing", "accuracy_mirrored", "test_rows")}
     if rejects:

@@ -283,6 +283,15 @@ _csv_row("csv-zero-rows", "no rows", columns(), [])
 _csv_row("csv-infinite", "NaN or infinite keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "inf"]])
 
 
+@row("train-too-few-rows", 3, "'Tree' has 1 row(s); a label needs at least 5")
+def _(ctx: Ctx):
+    from edgepose.export.classifier import train_classifier
+
+    rows = [["a.jpg", "Tree", *([0.5] * 34)]] + [[f"{i}.jpg", "Plank", *([0.4] * 34)] for i in range(6)]
+    csv = write_csv(ctx.tmp / "k.csv", columns(), rows)
+    return ["train", csv, "--out", ctx.out, "--epochs", "1"], lambda: train_classifier(csv, ctx.out, epochs=1)
+
+
 @row("csv-not-utf8", 3, "not a text CSV (not UTF-8)")
 def _(ctx: Ctx):
     csv = ctx.file("k.csv", ",".join(columns()).encode() + "\na.jpg,Tr\xe9e\n".encode("latin-1"))
