@@ -96,6 +96,8 @@ def _pass(run: Callable[..., int], video: Path, predictor: PosePredictor, save: 
     wall, cpu = time.perf_counter(), time.process_time()
     frames = run(video, predictor, save)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if not frames:  # OpenCV opens some files that hold no frame it can decode (a still image, say)
+        raise InputError(f"{video}: no frame of it could be read as video")
     return Pass(frames / wall, 1000 * cpu / frames)
 
 
