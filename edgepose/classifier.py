@@ -31,11 +31,16 @@ class KeypointClassifier:
         meta = {k: parse_value(v) for k, v in self.backend.metadata.items()}
         if meta.get("task") != CLASSIFIER_TASK:
             raise ModelError(f"{self.model_path} is not an edgepose keypoint classifier (task {meta.get('task')!r})")
-        self.names: list[str] = list(meta["names"])
-        self.keypoint_names: tuple[str, ...] = tuple(meta["keypoint_names"])
-        self.report: dict = dict(meta.get("report", {}))
-        reject = meta.get("reject")  # None for graphs trained without negatives (and every graph before them)
-        self.threshold: float | None = None if reject is None else float(reject["threshold"])
+        try:
+            self.names: list[str] = [str(n) for n in meta["names"]]
+            self.keypoint_names: tuple[str, ...] = tuple(str(n) for n in meta["keypoint_names"])
+            self.report: dict = dict(meta.get("report", {}))
+            reject = meta.get("reject")  # None for graphs trained without negatives (and every graph before them)
+            self.threshold: float | None = None if reject is None else float(reject["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:  # metadata written by hand, or damaged
+            raise ModelError(
+                f"{self.model_path} has malformed classifier metadata ({type(exc).__name__}: {exc})"
+            ) from None
 
     def check_layout(self, keypoint_names: tuple[str, ...]) -> None:
         """Refuse a pose model whose keypoints are not the ones this classifier was trained on."""

@@ -64,6 +64,13 @@ class ModelMeta:
             )
         if task != "pose":
             raise ModelError(f"{source} is a '{task}' model, not a pose model")
+        try:
+            return cls._fields(raw, source)
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:  # metadata written by hand, or damaged
+            raise ModelError(f"{source} has malformed metadata ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _fields(cls, raw: dict[str, Any], source: str) -> ModelMeta:
         kpt_shape = tuple(int(v) for v in raw.get("kpt_shape", (17, 3)))
         if len(kpt_shape) != 2 or kpt_shape[1] not in (2, 3):
             raise ModelError(f"{source} has an unsupported kpt_shape {kpt_shape}")
@@ -78,7 +85,7 @@ class ModelMeta:
         known = COCO_SKELETON if kpt_names == COCO_KEYPOINTS else ()
         skeleton = tuple(tuple(e) for e in raw.get("skeleton") or known)
         return cls(
-            task=task,
+            task="pose",
             stride=int(raw.get("stride", 32)),
             imgsz=imgsz,
             names=names,

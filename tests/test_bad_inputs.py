@@ -72,16 +72,21 @@ def half_of(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
 
-def reversed_layout_classifier(path: Path) -> Path:
-    """The shipped classifier relabelled as trained on another keypoint order (a real layout mismatch)."""
+def with_metadata(src: Path, dst: Path, key: str, value: str) -> Path:
+    """A copy of a graph with one metadata value replaced (as a hand edit, or damage, would leave it)."""
     import onnx
 
-    graph = onnx.load(str(YOGA))
+    graph = onnx.load(str(src))
     for prop in graph.metadata_props:
-        if prop.key == "keypoint_names":
-            prop.value = json.dumps(list(reversed(edgepose.COCO_KEYPOINTS)))
-    onnx.save(graph, str(path))
-    return path
+        if prop.key == key:
+            prop.value = value
+    onnx.save(graph, str(dst))
+    return dst
+
+
+def reversed_layout_classifier(path: Path) -> Path:
+    """The shipped classifier relabelled as trained on another keypoint order (a real layout mismatch)."""
+    return with_metadata(YOGA, path, "keypoint_names", json.dumps(list(reversed(edgepose.COCO_KEYPOINTS))))
 
 
 def flip_byte(src: Path, dst: Path) -> Path:
@@ -228,6 +233,18 @@ def _(ctx: Ctx):
     del graph.metadata_props[:]
     onnx.save(graph, str(model := ctx.tmp / "bare.onnx"))
     return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("model-malformed-metadata", 4, "has malformed metadata (TypeError")
+def _(ctx: Ctx):
+    model = with_metadata(ctx.yolo11_onnx, ctx.tmp / "pose.onnx", "kpt_shape", "17")
+    return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("classifier-malformed-metadata", 4, "has malformed classifier metadata (ValueError")
+def _(ctx: Ctx):
+    clf = with_metadata(YOGA, ctx.tmp / "clf.onnx", "reject", json.dumps({"threshold": "x"}))
+    return ctx.predict(ctx.samples[0], "--classifier", clf), lambda: KeypointClassifier(clf)
 
 
 @row("openvino-ir-without-bin", 4, "its weights file pose.bin is missing")
