@@ -160,5 +160,6 @@ def custom_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for layout in ("body21", "face5"):
         work = tmp_path_factory.mktemp(layout)
-        out[layout] = train("yolo11n-pose.yaml", dataset(coco8, work, layout), work, default_weights(), epochs=60)
+        out[layout] = train("yolo11n-pose.yaml", dataset(coco8, work, layout), work, default_weights(), epochs=60,
+                            lr0=0.0005)  # fmt: skip
     return out
