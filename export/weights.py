@@ -41,6 +41,8 @@ def resolve_weights(weights: str | os.PathLike | None, download_dir: str | os.Pa
         return default_weights()
     path = Path(weights)
     if path.is_file():
+        if path.suffix != ".pt":
+            raise ExportError(f"{path} is not a PyTorch checkpoint (*.pt)")
         return path
     if path.exists():
         raise ExportError(f"not a checkpoint file: {path}")

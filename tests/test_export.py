@@ -72,6 +72,11 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not an Ultralytics checkpoint"):
         export_pose(bogus, out=tmp_path / "out")
     assert not any((tmp_path / "out").iterdir())
+    photo = tmp_path / "bus.jpg"  # Ultralytics would guess a 'detect' model from any file: refused by its suffix
+    photo.write_bytes(b"\xff\xd8 not weights")
+    with pytest.raises(ExportError, match=r"bus.jpg is not a PyTorch checkpoint \(\*\.pt\)"):
+        export_pose(photo, out=tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
 
 
 def test_detection_checkpoint_is_refused(tmp_path: Path) -> None:
