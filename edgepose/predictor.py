@@ -163,6 +163,8 @@ class PosePredictor:
         """
         lap = lap or _no_lap
         if not isinstance(image, np.ndarray):
+            if not isinstance(image, (str, os.PathLike)):
+                raise InputError(f"expected a BGR image array or a path, got {type(image).__name__}")
             name = name or str(image)
             image = read_image(image)
         lap("read")

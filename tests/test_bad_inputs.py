@@ -494,6 +494,12 @@ def test_api_refuses_arrays_that_are_not_bgr_uint8(yolo11_onnx: Path, array: np.
         edgepose.load(yolo11_onnx)(array)
 
 
+@pytest.mark.parametrize("value", [None, 3, b"bus.jpg"], ids=["none", "int", "bytes"])
+def test_api_refuses_what_is_neither_image_nor_path(yolo11_onnx: Path, value: object) -> None:
+    with pytest.raises(InputError, match=f"expected a BGR image array or a path, got {type(value).__name__}"):
+        edgepose.load(yolo11_onnx)(value)  # type: ignore[arg-type]
+
+
 def _peak_rss_mb(args: list[object], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
     """Run the CLI in a fresh interpreter and return its result and its own peak RSS (MB).
 
