@@ -192,6 +192,8 @@ def train_classifier(
     model is refitted on all of them."""
     if model not in MODELS:
         raise InputError(f"unknown classifier model '{model}' (choose from {', '.join(MODELS)})")
+    if not name or Path(name).name != name or name.startswith("."):
+        raise InputError(f"name must be a plain file name (NAME.onnx is written in out), got {name!r}")
     if not 0.0 < max_false_accept < 1.0:
         raise InputError(f"max_false_accept must be between 0 and 1, got {max_false_accept}")
     _require()

@@ -309,6 +309,14 @@ def _(ctx: Ctx):
     return ["train", csv, "--out", ctx.out, "--epochs", "1"], lambda: train_classifier(csv, ctx.out, epochs=1)
 
 
+@row("train-empty-name", 3, "name must be a plain file name (NAME.onnx is written in out), got ''")
+def _(ctx: Ctx):
+    from edgepose.export.classifier import train_classifier
+
+    csv = write_csv(ctx.tmp / "k.csv", columns(), [[f"{i}.jpg", "Tree", *([0.5] * 34)] for i in range(5)])
+    return ["train", csv, "--out", ctx.out, "--name", ""], lambda: train_classifier(csv, ctx.out, name="")
+
+
 @row("csv-not-utf8", 3, "not a text CSV (not UTF-8)")
 def _(ctx: Ctx):
     csv = ctx.file("k.csv", ",".join(columns()).encode() + "\na.jpg,Tr\xe9e\n".encode("latin-1"))
