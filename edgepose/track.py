@@ -33,6 +33,7 @@ from .errors import InputError
 from .keypoints import COCO_SIGMAS
 from .results import Result
 
+SIGMAS_17 = np.asarray(COCO_SIGMAS, np.float32)  # converted once: keypoint_oks runs every frame
 KPT_VISIBLE = 0.5  # a keypoint below this confidence is not placed (as in draw and the classifier)
 LOW_MATCH = 0.5  # least similarity for a low-scoring person to continue a track (ByteTrack's second-stage IoU)
 
@@ -85,7 +86,7 @@ def keypoint_oks(a: np.ndarray, b: np.ndarray, areas: np.ndarray) -> np.ndarray:
 
     Only points placed in both count; a pair with no such point scores 0."""
     k = a.shape[1]
-    sigmas = np.asarray(COCO_SIGMAS, np.float32) if k == len(COCO_SIGMAS) else np.full(k, 0.05, np.float32)
+    sigmas = SIGMAS_17 if k == len(SIGMAS_17) else np.full(k, 0.05, np.float32)
     d2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # [N, M, K]
     e = d2 / (2 * (2 * sigmas) ** 2 * (areas[:, None, None] + 1e-9))
     both = (a[:, None, :, 2] >= KPT_VISIBLE) & (b[None, :, :, 2] >= KPT_VISIBLE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from edgepose.val import (
 )
 
 from .conftest import COCO8_POSE, assert_one_line_error, require_shared
+from .trained_models import dataset
 
 
 def test_oks_and_iou_equal_ultralytics() -> None:
@@ -103,30 +103,14 @@ def test_val_agrees_with_ultralytics_val(yolo11_onnx: Path, tmp_path: Path) -> N
     assert ours["pose_map50_95"] > 0.2  # a real model on real people, not an empty evaluation
 
 
-def two_class_coco8(root: Path, sigmas: str) -> Path:
-    """coco8-pose's 8 photos as a dataset of two classes, persons filling at least a tenth of the
-    photo (class 0) and smaller ones (class 1), with its own ``kpt_oks_sigmas``."""
-    coco8 = require_shared(COCO8_POSE).parent
-    for split in ("train", "val"):
-        shutil.copytree(coco8 / "images" / split, root / "images" / split)
-        (root / "labels" / split).mkdir(parents=True)
-        for label in (coco8 / "labels" / split).glob("*.txt"):
-            rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
-            rows = [["0" if float(r[3]) * float(r[4]) >= 0.1 else "1", *r[1:]] for r in rows]
-            (root / "labels" / split / label.name).write_text("".join(" ".join(r) + "\n" for r in rows))
-    yaml = root / "data.yaml"
-    yaml.write_text(f"path: {root}\ntrain: images/train\nval: [images/train, images/val]\nkpt_shape: [17, 3]\n"
-                    f"names: {{0: near, 1: far}}\nkpt_oks_sigmas: {sigmas}\n")  # fmt: skip
-    return yaml
-
-
 def test_val_reads_dataset_sigmas_and_classes_as_ultralytics(yolo11_onnx: Path, tmp_path: Path) -> None:
     """A dataset's own OKS sigmas are used, and labels of classes the model cannot predict (a
     one-class model on a two-class dataset) are left out with a warning: as ``yolo val`` does."""
     from edgepose.export.reference import ultralytics_model
 
     sigmas = [round(2 * s, 4) for s in COCO_SIGMAS]  # looser than COCO's: every OKS rises
-    data = two_class_coco8(tmp_path / "two", str(sigmas))
+    data = dataset(require_shared(COCO8_POSE).parent, tmp_path, "near-far")  # persons near (class 0) and far (1)
+    data.write_text(data.read_text() + f"kpt_oks_sigmas: {sigmas}\n")
     proc = subprocess.run([sys.executable, "-m", "edgepose", "val", data, "-m", yolo11_onnx, "--json",
                            tmp_path / "val.json"], capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -22,16 +22,19 @@ FACE5 = COCO_KEYPOINTS[:5]
 
 
 def rewrite_labels(line: str, layout: str) -> str:
-    """One coco8-pose label line in the ``body21`` (2 classes: near/far person) or ``face5`` layout."""
+    """One coco8-pose label line in the ``body21`` (2 classes: near/far person), ``near-far`` (COCO's
+    17 points, the same 2 classes) or ``face5`` layout."""
     values = np.array(line.split(), dtype=np.float64)
     cls, box, kpts = int(values[0]), values[1:5], values[5:].reshape(17, 3)
     if layout == "face5":
         return " ".join(f"{v:.6f}" for v in [cls, *box, *kpts[:5, :2].ravel()])
+    cls = 0 if box[2] * box[3] >= 0.1 else 1  # "near" persons fill a tenth of the photo
+    if layout == "near-far":
+        return " ".join(f"{v:.6f}" for v in [cls, *box, *kpts.ravel()])
     extra = []
     for a, b in MIDPOINTS.values():
         seen = kpts[a, 2] > 0 and kpts[b, 2] > 0
         extra.append([*(kpts[a, :2] + kpts[b, :2]) / 2, 2.0] if seen else [0.0, 0.0, 0.0])
-    cls = 0 if box[2] * box[3] >= 0.1 else 1  # "near" persons fill a tenth of the photo
     return " ".join(f"{v:.6f}" for v in [cls, *box, *np.concatenate([kpts, extra]).ravel()])
 
 
@@ -49,12 +52,15 @@ def dataset(coco8: Path, work: Path, layout: str | None = None) -> Path:
             (root / "labels" / split / label.name).write_text("\n".join(lines) + "\n")
     names = {"body21": BODY21, "face5": FACE5}.get(layout or "", COCO_KEYPOINTS)
     shape = {"body21": "[21, 3]", "face5": "[5, 2]"}.get(layout or "", "[17, 3]")
-    classes = "{0: near, 1: far}" if layout == "body21" else "{0: person}"
+    two_classes = layout in ("body21", "near-far")
+    classes = "{0: near, 1: far}" if two_classes else "{0: person}"
     flip = {"face5": [0, 2, 1, 4, 3]}.get(layout or "")
     if flip is None:
-        flip = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15] + ([17, 18, 19, 20] if layout else [])
+        flip = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15] + (
+            [17, 18, 19, 20] if layout == "body21" else []
+        )
     yaml = root / "data.yaml"
-    kpt_names = {i: list(names) for i in range(2 if layout == "body21" else 1)}
+    kpt_names = {i: list(names) for i in range(2 if two_classes else 1)}
     yaml.write_text(f"path: {root}\ntrain: [images/train, images/val]\nval: images/val\nkpt_shape: {shape}\n"
                     f"flip_idx: {flip}\nnames: {classes}\nkpt_names: {kpt_names}\n")  # fmt: skip
     return yaml
