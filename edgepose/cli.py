@@ -7,6 +7,7 @@ failed and were skipped, 1 anything else).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -189,13 +190,22 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
 
         predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                       classifier=classifier)  # fmt: skip
-        predict_stream(source, predictor, save=save, json_out=json_out, vid_stride=vid_stride, track=tracking,
-                       echo=lambda line: click.echo(line, err=json_out == "-"),
-                       on_first_frame=lambda: _announce_engine(predictor))  # fmt: skip
+        with _saving(save):
+            predict_stream(source, predictor, save=save, json_out=json_out, vid_stride=vid_stride, track=tracking,
+                           echo=lambda line: click.echo(line, err=json_out == "-"),
+                           on_first_frame=lambda: _announce_engine(predictor))  # fmt: skip
         return
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
     _predict_folder(paths, predictor, json_out, save)
+
+
+def _saving(save: str | None) -> contextlib.AbstractContextManager:
+    """The --save folder, made (and proved writable) before the first frame or image, and removed
+    again if the run fails with nothing in it."""
+    from .outputs import output_folder
+
+    return output_folder(save) if save else contextlib.nullcontext()
 
 
 def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, save: str | None) -> None:
@@ -206,39 +216,40 @@ def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, sav
     from .sources import read_image
     from .video import Interrupt, JsonRecords
 
-    records = JsonRecords(json_out, lines=False) if json_out else None
     done = failed = 0
-    try:
-        with Interrupt(lambda: None) as interrupt:
-            for path in _progress(paths, "predict"):
+    with _saving(save):
+        records = JsonRecords(json_out, lines=False) if json_out else None
+        try:
+            with Interrupt(lambda: None) as interrupt:
+                for path in _progress(paths, "predict"):
+                    if interrupt.signal is not None:
+                        raise click.Abort
+                    try:  # one bad file must not end a folder run: report it, skip it, keep going
+                        image = read_image(path)
+                        result = predictor(image, name=str(path))
+                    except InputError as exc:
+                        if len(paths) == 1:
+                            raise
+                        click.echo(f"warning: skipped {exc}", err=True)
+                        failed += 1
+                        continue
+                    done += 1
+                    if done == 1:
+                        _announce_engine(predictor)
+                    if records:
+                        records.write(result.to_dict())
+                    if json_out != "-":
+                        click.echo(f"{result.image}: {len(result.persons)} person(s)")
+                    if save:
+                        write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
                 if interrupt.signal is not None:
                     raise click.Abort
-                try:  # one bad file must not end a folder run: report it, skip it, keep going
-                    image = read_image(path)
-                    result = predictor(image, name=str(path))
-                except InputError as exc:
-                    if len(paths) == 1:
-                        raise
-                    click.echo(f"warning: skipped {exc}", err=True)
-                    failed += 1
-                    continue
-                done += 1
-                if done == 1:
-                    _announce_engine(predictor)
-                if records:
-                    records.write(result.to_dict())
-                if json_out != "-":
-                    click.echo(f"{result.image}: {len(result.persons)} person(s)")
-                if save:
-                    write_image(Path(save) / path.name, draw_result(image, result, predictor.meta.skeleton))
-            if interrupt.signal is not None:
-                raise click.Abort
-        if not done:
-            raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
-    except BaseException:
-        if records:
-            records.abort()
-        raise
+            if not done:
+                raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
+        except BaseException:
+            if records:
+                records.abort()
+            raise
     if records:
         records.close()
     if save:

@@ -51,7 +51,7 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
                    f"{len(predictor.names)}) left out, as yolo val does", err=True)  # fmt: skip
     if json_out != "-":
         click.echo(
-            f"{metrics['images']} images, {metrics['instances']} persons: "
+            f"{metrics['images']} images, {metrics['instances']} labelled instances: "
             f"pose mAP50-95 {metrics['pose_map50_95']:.4f}  mAP50 {metrics['pose_map50']:.4f}  "
             f"box mAP50-95 {metrics['box_map50_95']:.4f}  mAP50 {metrics['box_map50']:.4f}"
         )

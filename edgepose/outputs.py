@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +36,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         with open(path, "wb") as handle:
             handle.write(data)
         return path
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except FileExistsError:
-        raise InputError(f"cannot write {path}: {path.parent} is a file, not a folder") from None
-    except OSError as exc:  # no permission, a parent that is a file further up: the user's path, not a bug
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -50,6 +46,54 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def _writing(target: Path, folder: Path) -> Iterator[None]:
+    """OSErrors of making ``folder`` or a file in it, for ``target``: the user's path (no permission,
+    a parent that is a file), not a bug, so one InputError line."""
+    try:
+        yield
+    except FileExistsError:
+        raise InputError(f"cannot write {target}: {folder} is a file, not a folder") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+def make_parent(path: Path) -> None:
+    """Make the folder a file will be written into (and its parents)."""
+    with _writing(path, path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temp file in ``path``'s folder, made first if need be."""
+    make_parent(path)
+    with _writing(path, path.parent):
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+
+
+@contextmanager
+def output_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Make ``path`` (and missing parents) for a run that writes into it as it goes, proving first that
+    a file can be written there; when the run fails, the folders it made are removed again where
+    still empty: a failed run leaves nothing behind, not even an empty folder."""
+    path = Path(path)
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        with _writing(path, path):  # can a file be made there: fail before any work
+            path.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".edgepose-", suffix=".partial", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+        yield path
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): keep it and what is above it
+                break
+        raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

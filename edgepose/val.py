@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -84,7 +84,8 @@ def _label_path(image: Path) -> Path:
 
 
 def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list[Path], KeypointSpec]:
-    """Image paths of a split of an Ultralytics data yaml, and its keypoint spec."""
+    """Image paths of a split of an Ultralytics data yaml, and its keypoint spec; every label file is
+    checked here (as Ultralytics does before a run), so a bad one fails before any work."""
     try:
         import yaml
     except ImportError:
@@ -117,11 +118,27 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
             raise InputError(f"{data_yaml}: '{split}' points to {where}, which does not exist")
     if not images:
         raise InputError(f"{data_yaml}: no images in the '{split}' split")
+    classes = _class_count(data, str(data_yaml))
+    for image in images:  # every label file checked now: a bad one fails before the model loads, not mid-run
+        _label_rows(image, spec.shape, classes)
     return images, spec
 
 
-def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]) -> Sample:
-    """Ground truth of one image from its YOLO pose label file (missing file = no persons)."""
+def _class_count(data: dict[str, Any], source: str) -> int | None:
+    """The dataset's number of classes (``names``, else ``nc``); None where the yaml gives neither."""
+    names, nc = data.get("names"), data.get("nc")
+    if isinstance(names, (list, dict)) and names:
+        return len(names)
+    if nc is None:
+        return None
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise InputError(f"{source}: nc must be a positive whole number, got {nc!r}")
+    return nc
+
+
+def _label_rows(image: Path, kpt_shape: tuple[int, int], classes: int | None = None) -> np.ndarray:
+    """The validated rows (n, 5 + K*D) of an image's YOLO pose label file (missing or blank file: no
+    persons, as Ultralytics reads it); class ids must be below ``classes`` where it is known."""
     k, d = kpt_shape
     path = _label_path(image)
     text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
@@ -133,6 +150,15 @@ def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]
         raise InputError(f"{path}: expected {5 + k * d} values per line, got {rows.shape[1]}")
     if not np.isfinite(rows).all() or ((rows[:, 0] < 0) | (rows[:, 0] != np.round(rows[:, 0]))).any():
         raise InputError(f"{path}: values must be finite and class ids whole numbers >= 0")
+    if classes is not None and len(rows) and rows[:, 0].max() >= classes:
+        raise InputError(f"{path}: class {int(rows[:, 0].max())} is not among the dataset's {classes} classes")
+    return rows
+
+
+def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]) -> Sample:
+    """Ground truth of one image, in pixels."""
+    k, d = kpt_shape
+    rows = _label_rows(image, kpt_shape)
     cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     kpts = rows[:, 5:].reshape(-1, k, d).copy()

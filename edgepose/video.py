@@ -22,19 +22,10 @@ import click
 import numpy as np
 
 from .errors import InputError
-from .outputs import is_device, refuse_folder
+from .outputs import is_device, make_parent, refuse_folder
 
 # container suffix -> FourCC that this OpenCV build writes and reads back (FFmpeg: mp4v, MJPG)
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
-
-
-def _make_parent(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InputError(f"cannot write {path}: {path.parent} is a file, not a folder") from None
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class VideoRecorder:
@@ -48,7 +39,7 @@ class VideoRecorder:
         fourcc = FOURCC.get(self.path.suffix.lower())
         if fourcc is None:
             raise InputError(f"cannot write video as '{self.path.suffix}' (choose from {', '.join(FOURCC)})")
-        _make_parent(self.path)
+        make_parent(self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.size = size
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
@@ -113,7 +104,7 @@ class JsonRecords:
         else:
             self.path = Path(target)
             refuse_folder(self.path)
-            _make_parent(self.path)
+            make_parent(self.path)
             self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.partial")
             try:
                 self.handle = open(self.tmp or self.path, "w")  # noqa: SIM115 - closed in close/abort

@@ -19,6 +19,7 @@ from typing import Any
 from edgepose.errors import ExportError, InputError
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
+from edgepose.outputs import output_folder
 
 from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx, set_metadata
 from .quantize import KEEP_FLOAT
@@ -74,65 +75,69 @@ def export_model(
             log.warning(f"--data and --calib share {shared} image(s): the drop measured on them is "
                         "optimistic (the INT8 ranges were fitted to them); calibrate on other images")  # fmt: skip
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    reports: list[ExportReport] = []
-    if weights is not None and Path(weights).suffix == ".onnx":
-        source = Path(weights)
-        if not source.is_file():
-            raise InputError(f"no such file: {source}")
-        if format == "onnx" and not int8:
-            raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
-        if head is not None:
-            raise InputError(f"--head applies to checkpoints; {source.name} keeps the head form it was exported with")
-    else:
-        reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, head=head))
-        source = Path(reports[0].path)
-    if format == "onnx" and not int8:
-        return reports
-    start = time.perf_counter()
-    from .openvino import onnx_metadata, read_onnx, save_ir
-
-    props = onnx_metadata(source)
-    pose = parse_value(props["task"]) == "pose"
-    if int8 and not pose:
-        raise InputError("--int8 applies to pose graphs; a classifier graph is already tiny")
-    meta = ModelMeta.parse(props, source=str(source)) if pose else None
-    tensors, parity = [], None
-    if pose:
-        assert meta is not None
-        exported = parse_value(props.get("export_settings", "{}"))
-        shape = exported.get("imgsz") or max(meta.imgsz)
-        if exported.get("dynamic"):
-            raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
-        parity, _ = parity_input(int(shape), False, meta.stride)
-        if int8:
-            from .quantize import calibration_tensors
-
-            tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
-    gate = None
-    if int8 and data is not None:
-
-        def gate(candidate: Path) -> dict[str, Any]:
-            return accuracy_gate(source, candidate, str(data), max_drop, len(tensors))
-
-    if format == "onnx":
-        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float, gate)
-    else:
-        precision = "int8" if int8 else "fp16" if half else "fp32"
-        if int8:
-            from .quantize import quantize_ir
-
-            model, settings = quantize_ir(source, tensors, keep_float, None if data is None else str(data), max_drop)
+    with output_folder(out):  # a failed export removes the folder it made, left empty
+        reports: list[ExportReport] = []
+        if weights is not None and Path(weights).suffix == ".onnx":
+            source = Path(weights)
+            if not source.is_file():
+                raise InputError(f"no such file: {source}")
+            if format == "onnx" and not int8:
+                raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
+            if head is not None:
+                raise InputError(
+                    f"--head applies to checkpoints; {source.name} keeps the head form it was exported with"
+                )
         else:
-            model, settings = read_onnx(source), {}
-        path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
-    artefact = next(path.glob("*.xml")) if path.is_dir() else path
-    reports.append(ExportReport(
-        path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
-        settings={"format": format, "precision": "int8" if int8 else "fp16" if half else "fp32", **settings},
-        fidelity=fidelity, seconds=round(time.perf_counter() - start, 2),
-    ))  # fmt: skip
-    return reports
+            reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, head=head))
+            source = Path(reports[0].path)
+        if format == "onnx" and not int8:
+            return reports
+        start = time.perf_counter()
+        from .openvino import onnx_metadata, read_onnx, save_ir
+
+        props = onnx_metadata(source)
+        pose = parse_value(props["task"]) == "pose"
+        if int8 and not pose:
+            raise InputError("--int8 applies to pose graphs; a classifier graph is already tiny")
+        meta = ModelMeta.parse(props, source=str(source)) if pose else None
+        tensors, parity = [], None
+        if pose:
+            assert meta is not None
+            exported = parse_value(props.get("export_settings", "{}"))
+            shape = exported.get("imgsz") or max(meta.imgsz)
+            if exported.get("dynamic"):
+                raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
+            parity, _ = parity_input(int(shape), False, meta.stride)
+            if int8:
+                from .quantize import calibration_tensors
+
+                tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
+        gate = None
+        if int8 and data is not None:
+
+            def gate(candidate: Path) -> dict[str, Any]:
+                return accuracy_gate(source, candidate, str(data), max_drop, len(tensors))
+
+        if format == "onnx":
+            path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float, gate)
+        else:
+            precision = "int8" if int8 else "fp16" if half else "fp32"
+            if int8:
+                from .quantize import quantize_ir
+
+                model, settings = quantize_ir(
+                    source, tensors, keep_float, None if data is None else str(data), max_drop
+                )
+            else:
+                model, settings = read_onnx(source), {}
+            path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
+        artefact = next(path.glob("*.xml")) if path.is_dir() else path
+        reports.append(ExportReport(
+            path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
+            settings={"format": format, "precision": "int8" if int8 else "fp16" if half else "fp32", **settings},
+            fidelity=fidelity, seconds=round(time.perf_counter() - start, 2),
+        ))  # fmt: skip
+        return reports
 
 
 def accuracy_gate(source: Path, candidate: Path, data: str, max_drop: float | None, calibration: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from edgepose import __version__
 from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, sha256_file
+from edgepose.outputs import output_folder
 from edgepose.postprocess import HEAD_FORMS, declared_form, decode
 from edgepose.preprocess import letterbox_tensor
 from edgepose.sources import read_image, sample_images
@@ -308,9 +309,9 @@ def export_pose(
 
     start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".edgepose-export-", dir=out))  # same filesystem: rename is atomic
-    try:
+    # the scratch folder sits in out (same filesystem: the final rename is atomic); a failure leaves neither
+    with output_folder(out), tempfile.TemporaryDirectory(prefix=".edgepose-export-", dir=out) as scratch:
+        work = Path(scratch)
         source = resolve_weights(weights, download_dir=work)
         source_sha = sha256_file(source)
         local = work / source.name
@@ -377,8 +378,6 @@ def export_pose(
         final = out / f"{source.stem}.onnx"
         os.replace(staged, final)
         write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return ExportReport(
         path=str(final), sha256=sha256_file(final), source=str(source), source_sha256=source_sha,
         settings=settings, fidelity=fidelity, seconds=round(time.perf_counter() - start, 2), metadata=meta,

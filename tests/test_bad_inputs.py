@@ -28,17 +28,17 @@ import pytest
 
 import edgepose
 from edgepose.classifier import KeypointClassifier
-from edgepose.errors import InputError, ModelError, PartialFailure
+from edgepose.errors import ExportError, InputError, ModelError, PartialFailure
 from edgepose.keypoint_csv import columns, read_table
 from edgepose.outputs import write_json
 from edgepose.sources import list_images, read_image
-from edgepose.val import box_iou
+from edgepose.val import box_iou, load_dataset
 
 from .conftest import ROOT, assert_one_line_error, edgepose_cli
 
 YOGA = ROOT / "models" / "yoga-classifier.onnx"
 ENGINE_LINE = "engine: onnxruntime CPUExecutionProvider\n"  # predict says once what runs (nothing else on stderr)
-API_ERRORS = {InputError.exit_code: InputError, ModelError.exit_code: ModelError}
+API_ERRORS = {InputError.exit_code: InputError, ModelError.exit_code: ModelError, ExportError.exit_code: ExportError}
 
 
 # ---- real files, made from the bundled photos ----------------------------------------------------
@@ -385,6 +385,41 @@ def _(ctx: Ctx):
     return ["predict", ctx.sample_video, "-m", ctx.yolo11_onnx, "--json", target], None
 
 
+@row("save-cannot-be-made", 3, "cannot write")
+def _(ctx: Ctx):
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--save", ctx.file("taken", "a file") / "annotated"], None
+
+
+def val_dataset(ctx: Ctx, label: str) -> Path:
+    """A one-image pose dataset (the bus photo) of one class whose label file holds ``label``."""
+    ctx.file("ds/images/val/bus.jpg", edgepose.sources.sample_images()[0].read_bytes())
+    ctx.file("ds/labels/val/bus.txt", label)
+    return ctx.file(
+        "ds/data.yaml", f"path: {ctx.tmp / 'ds'}\nval: images/val\nkpt_shape: [17, 3]\nnames: {{0: person}}\n"
+    )
+
+
+# dataset labels are all checked before the model loads (one error line, no engine line before it)
+@row("val-label-not-numbers", 3, "bus.txt: not a YOLO pose label file")
+def _(ctx: Ctx):
+    data = val_dataset(ctx, "0 a b c d\n")
+    return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("val-label-class-beyond-names", 3, "bus.txt: class 1 is not among the dataset's 1 classes")
+def _(ctx: Ctx):
+    data = val_dataset(ctx, "1 0.5 0.5 0.2 0.4" + " 0.5 0.5 2" * 17 + "\n")
+    return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("export-missing-checkpoint", 5, "no such checkpoint")
+def _(ctx: Ctx):
+    from edgepose.export.pipeline import export_model
+
+    weights = ctx.tmp / "missing.pt"
+    return ["export", "--weights", weights, "--out", ctx.out / "models"], lambda: export_model(weights, out=ctx.out)
+
+
 @pytest.fixture(scope="module")
 def segment_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real Ultralytics *segmentation* graph (YOLOv8n-seg architecture), to be refused as not-pose."""
@@ -411,7 +446,7 @@ def test_bad_input_row(case: Row, tmp_path: Path, request: pytest.FixtureRequest
     ctx = Ctx(tmp_path, request)
     args, api = case.make(ctx)
     assert_one_line_error(edgepose_cli(*args), case.code, case.fragment)
-    assert not ctx.out.exists() or not any(ctx.out.rglob("*")), "an output was written for a failed run"
+    assert not ctx.out.exists(), "an output (or the folder for it) was written for a failed run"
     assert not list(ctx.tmp.rglob(".*partial*")), "a temporary output was left behind"
     if api is not None:
         with pytest.raises(API_ERRORS[case.code], match=re.escape(case.fragment)):

@@ -71,12 +71,12 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     bogus.write_text("not a checkpoint")
     with pytest.raises(ExportError, match="not an Ultralytics checkpoint"):
         export_pose(bogus, out=tmp_path / "out")
-    assert not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()  # not even the folder it made
     photo = tmp_path / "bus.jpg"  # Ultralytics would guess a 'detect' model from any file: refused by its suffix
     photo.write_bytes(b"\xff\xd8 not weights")
     with pytest.raises(ExportError, match=r"bus.jpg is not a PyTorch checkpoint \(\*\.pt\)"):
         export_pose(photo, out=tmp_path / "out")
-    assert not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists()  # not even the folder it made
 
 
 def test_detection_checkpoint_is_refused(tmp_path: Path) -> None:
