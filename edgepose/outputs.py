@@ -49,46 +49,52 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 @contextmanager
-def _writing(target: Path, folder: Path) -> Iterator[None]:
-    """OSErrors of making ``folder`` or a file in it, for ``target``: the user's path (no permission,
-    a parent that is a file), not a bug, so one InputError line."""
+def _writing(target: Path) -> Iterator[None]:
+    """OSErrors of making ``target`` or its folders: the user's path (no permission, a parent that is
+    a file), not a bug, so one InputError line."""
     try:
         yield
-    except FileExistsError:
-        raise InputError(f"cannot write {target}: {folder} is a file, not a folder") from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (target, *target.parents) if p.exists() and not p.is_dir()), target)
+        raise InputError(f"cannot write {target}: {blocker} is a file, not a folder") from None
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def make_parent(path: Path) -> None:
     """Make the folder a file will be written into (and its parents)."""
-    with _writing(path, path.parent):
+    with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
     """A temp file in ``path``'s folder, made first if need be."""
     make_parent(path)
-    with _writing(path, path.parent):
+    with _writing(path):
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
 
 
 @contextmanager
 def output_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Make ``path`` (and missing parents) for a run that writes into it as it goes, proving first that
-    a file can be written there; when the run fails, the folders it made are removed again where
-    still empty: a failed run leaves nothing behind, not even an empty folder."""
+    a file can be written there; when the run fails, the folders this call made are removed again
+    where still empty: a failed run leaves nothing behind, not even an empty folder."""
     path = Path(path)
-    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    made: list[Path] = []  # only what this call created (not a folder another process made meanwhile)
     try:
-        with _writing(path, path):  # can a file be made there: fail before any work
-            path.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".edgepose-", suffix=".partial", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        with _writing(path):
+            for folder in reversed((path, *path.parents)):  # top down
+                try:
+                    os.mkdir(folder)
+                    made.append(folder)
+                except FileExistsError:
+                    if not folder.is_dir():
+                        raise
+            with tempfile.TemporaryFile(dir=path):  # can a file be made there: fail before any work
+                pass
         yield path
     except BaseException:
-        for folder in made:
+        for folder in reversed(made):  # deepest first
             try:
                 folder.rmdir()
             except OSError:  # not empty (or gone): keep it and what is above it

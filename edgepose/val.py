@@ -125,15 +125,22 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
 
 
 def _class_count(data: dict[str, Any], source: str) -> int | None:
-    """The dataset's number of classes (``names``, else ``nc``); None where the yaml gives neither."""
+    """The dataset's number of classes, read as Ultralytics reads it: ``names`` (a list or mapping),
+    else ``nc`` (a whole number, '10' and 10.0 too); both given must agree. None where neither is."""
     names, nc = data.get("names"), data.get("nc")
-    if isinstance(names, (list, dict)) and names:
-        return len(names)
-    if nc is None:
-        return None
-    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
-        raise InputError(f"{source}: nc must be a positive whole number, got {nc!r}")
-    return nc
+    if names is not None and not isinstance(names, (list, dict)):
+        raise InputError(f"{source}: names must be a list or a mapping, got {names!r}")
+    if nc is not None:
+        try:
+            whole = float(nc)
+            if isinstance(nc, bool) or whole != int(whole) or whole < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: nc must be a whole number, got {nc!r}") from None
+        if names is not None and len(names) != int(whole):
+            raise InputError(f"{source}: names holds {len(names)} classes but nc is {nc}")
+        return int(whole)
+    return None if names is None else len(names)
 
 
 def _label_rows(image: Path, kpt_shape: tuple[int, int], classes: int | None = None) -> np.ndarray:
@@ -141,7 +148,10 @@ def _label_rows(image: Path, kpt_shape: tuple[int, int], classes: int | None = N
     persons, as Ultralytics reads it); class ids must be below ``classes`` where it is known."""
     k, d = kpt_shape
     path = _label_path(image)
-    text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
+    try:
+        text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:  # an empty or blank file: no persons, as Ultralytics reads it
         rows = np.loadtxt(text.splitlines(), ndmin=2, dtype=np.float64) if text.strip() else np.zeros((0, 5 + k * d))
     except ValueError as exc:

@@ -280,29 +280,25 @@ def train_classifier(
                                    "train_rows": len(x_train) - len(np.concatenate([s[0] for s in splits])),
                                    "false_accept": round(float((labels(held) != none).mean()), 4)},
         }  # fmt: skip
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    staged = out / f".{name}.partial.onnx"  # hidden, and still a name the runtime loads (.onnx)
+    from edgepose.outputs import output_folder, write_json
+
     headline = {k: getattr(report, k) for k in ("accuracy", "accuracy_two_missing", "accuracy_mirrored", "test_rows")}
     if rejects:
         headline["false_accept_held_out"] = report.rejection["held_out_negatives"]["false_accept"]
     source = {"csv": [p.name for p in csv_paths], "csv_sha256": [sha256_file(p) for p in csv_paths],
               "negatives": [Path(s).name for s in negatives or []]}  # fmt: skip
-    try:
-        write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source, reject)
-        agreement = _check_agreement(trained, staged, np.concatenate([t.keypoints for t in tables]))
-        os.replace(staged, out / f"{name}.onnx")
-        write_checksum(out / f"{name}.onnx")  # <name>.onnx.sha256: what `--verify` checks the graph against
-    finally:
-        staged.unlink(missing_ok=True)
-    report.extra["onnx_vs_trained"] = agreement
-    report.seconds = round(time.perf_counter() - start, 1)
-    from edgepose.outputs import write_json
-
-    write_json(out / f"{name}.report.json", report.to_dict())
+    with output_folder(out) as out:  # a failed write removes the folder it made, left empty
+        staged = out / f".{name}.partial.onnx"  # hidden, and still a name the runtime loads (.onnx)
+        try:
+            write_graph(trained.to_onnx(), staged, classes, {"model": model, **headline}, source, reject)
+            agreement = _check_agreement(trained, staged, np.concatenate([t.keypoints for t in tables]))
+            os.replace(staged, out / f"{name}.onnx")
+            write_checksum(out / f"{name}.onnx")  # <name>.onnx.sha256: what `--verify` checks the graph against
+        finally:
+            staged.unlink(missing_ok=True)
+        report.extra["onnx_vs_trained"] = agreement
+        report.seconds = round(time.perf_counter() - start, 1)
+        write_json(out / f"{name}.report.json", report.to_dict())
     return report
 
 

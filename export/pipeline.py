@@ -63,15 +63,15 @@ def export_model(
         raise InputError(f"unknown keep_float '{keep_float}' (choose from {', '.join(KEEP_FLOAT)})")
     if max_drop is not None and not (int8 and data):
         raise InputError("--max-drop gates an INT8 export on measured accuracy: give --int8 and --data DATA.yaml")
-    if data is not None and int8 and not Path(data).is_file():
-        raise InputError(f"no such dataset yaml: {data}")
     if int8 and calib is None:
         raise InputError("--int8 needs --calib DIR|VIDEO: real images (300+ recommended) or a video to calibrate on")
     if int8:
+        from edgepose.val import load_dataset  # every label file checked before anything is written
+
         from .quantize import calibration_overlap, check_calibration_source
 
         check_calibration_source(calib)  # before anything is written
-        if data is not None and (shared := calibration_overlap(calib, data)):
+        if data is not None and (shared := calibration_overlap(calib, load_dataset(data)[0])):
             log.warning(f"--data and --calib share {shared} image(s): the drop measured on them is "
                         "optimistic (the INT8 ranges were fitted to them); calibrate on other images")  # fmt: skip
     out = Path(out)

@@ -309,75 +309,85 @@ def export_pose(
 
     start = time.perf_counter()
     out = Path(out)
-    # the scratch folder sits in out (same filesystem: the final rename is atomic); a failure leaves neither
-    with output_folder(out), tempfile.TemporaryDirectory(prefix=".edgepose-export-", dir=out) as scratch:
-        work = Path(scratch)
-        source = resolve_weights(weights, download_dir=work)
-        source_sha = sha256_file(source)
-        local = work / source.name
-        if source.resolve() != local.resolve():
-            shutil.copy2(source, local)  # Ultralytics writes beside the checkpoint: keep that in our tmp dir
+    with output_folder(out):  # a failed export removes the folder it made, left empty
+        work = Path(tempfile.mkdtemp(prefix=".edgepose-export-", dir=out))  # same filesystem: rename is atomic
         try:
-            yolo = YOLO(str(local))
-        except Exception as exc:  # torch.load / Ultralytics raise many types for a bad checkpoint
-            raise ExportError(f"{source} is not an Ultralytics checkpoint: {first_line(exc)}") from None
-        if yolo.task != "pose":
-            raise ExportError(f"{source} is a '{yolo.task}' model, not a pose model")
-        form = head or default_head(yolo.model)
-        if form == "nms-free" and not has_one_to_one_head(yolo.model):
-            raise ExportError(f"{source.name} has no one-to-one head (YOLO26 has one): use --head raw or embedded-nms")
-        nms = {"conf": 0.25, "iou": 0.7, "max_det": 300}  # embedded NMS: Ultralytics' defaults, baked into the graph
-        tensor, parity_image = parity_input(imgsz, dynamic, int(max(yolo.model.stride)))
-        reference = torch_reference(yolo.model, tensor, form, nms)
-        try:
-            exported = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True,
-                                        device="cpu", nms={"raw": None, "nms-free": False, "embedded-nms": True}[form],
-                                        **(nms if form == "embedded-nms" else {})))  # fmt: skip
-        except Exception as exc:
-            raise ExportError(f"Ultralytics' ONNX export failed: {first_line(exc)}") from None
+            source = resolve_weights(weights, download_dir=work)
+            source_sha = sha256_file(source)
+            local = work / source.name
+            if source.resolve() != local.resolve():
+                shutil.copy2(source, local)  # Ultralytics writes beside the checkpoint: keep that in our tmp dir
+            try:
+                yolo = YOLO(str(local))
+            except Exception as exc:  # torch.load / Ultralytics raise many types for a bad checkpoint
+                raise ExportError(f"{source} is not an Ultralytics checkpoint: {first_line(exc)}") from None
+            if yolo.task != "pose":
+                raise ExportError(f"{source} is a '{yolo.task}' model, not a pose model")
+            form = head or default_head(yolo.model)
+            if form == "nms-free" and not has_one_to_one_head(yolo.model):
+                raise ExportError(
+                    f"{source.name} has no one-to-one head (YOLO26 has one): use --head raw or embedded-nms"
+                )
+            nms = {
+                "conf": 0.25,
+                "iou": 0.7,
+                "max_det": 300,
+            }  # embedded NMS: Ultralytics' defaults, baked into the graph
+            tensor, parity_image = parity_input(imgsz, dynamic, int(max(yolo.model.stride)))
+            reference = torch_reference(yolo.model, tensor, form, nms)
+            try:
+                exported = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True,
+                                            device="cpu", nms={"raw": None, "nms-free": False, "embedded-nms": True}[form],
+                                            **(nms if form == "embedded-nms" else {})))  # fmt: skip
+            except Exception as exc:
+                raise ExportError(f"Ultralytics' ONNX export failed: {first_line(exc)}") from None
 
-        graph = onnx.load(str(exported))
-        dfl_rewritten = last_axis_dfl(graph)
-        gathers_rewritten = gather_nd_topk(graph)
-        if dfl_rewritten or gathers_rewritten:
-            onnx.save(graph, str(exported))  # the parity check below runs the rewritten graph
-        meta = {p.key: p.value for p in graph.metadata_props}
-        meta["head_form"] = json.dumps(form)
-        parsed = ModelMeta.parse(meta, source=str(exported))
-        settings = {"format": "onnx", "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
-                    "simplify": True, "batch": 1, "head_form": form,
-                    "dfl_softmax": "last axis" if dfl_rewritten else "as exported",
-                    **({"topk_gather": "GatherND"} if gathers_rewritten else {}),
-                    **({f"nms_{k}": v for k, v in nms.items()} if form == "embedded-nms" else {})}  # fmt: skip
-        fidelity = {
-            "image": parity_image,
-            "input_shape": list(tensor.shape),
-            **graph_drift(run_onnx(exported, tensor), reference, parsed),
-        }
-        if fidelity["coord_max_abs_px"] > MAX_COORD_DRIFT_PX or fidelity["score_max_abs"] > MAX_SCORE_DRIFT:
-            raise ExportError(f"exported graph drifts from PyTorch beyond tolerance: {json.dumps(fidelity)}")
-        ours = {
-            "head_form": form,
-            "keypoint_names": list(parsed.keypoint_names),  # the checkpoint's own names (Ultralytics' kpt_names) first
-            "skeleton": [list(e) for e in parsed.skeleton],
-            "source_file": source.name,
-            "source_sha256": source_sha,
-            "export_settings": settings,
-            "edgepose_version": __version__,
-            "fidelity": fidelity,
-        }
-        for key, value in ours.items():
-            meta[key] = json.dumps(value)
-        set_metadata(graph, meta)
-        try:
-            onnx.checker.check_model(graph, full_check=True)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"onnx checker rejected the graph: {first_line(exc)}") from None
-        staged = work / f"{source.stem}.onnx.partial"
-        onnx.save(graph, str(staged))
-        final = out / f"{source.stem}.onnx"
-        os.replace(staged, final)
-        write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
+            graph = onnx.load(str(exported))
+            dfl_rewritten = last_axis_dfl(graph)
+            gathers_rewritten = gather_nd_topk(graph)
+            if dfl_rewritten or gathers_rewritten:
+                onnx.save(graph, str(exported))  # the parity check below runs the rewritten graph
+            meta = {p.key: p.value for p in graph.metadata_props}
+            meta["head_form"] = json.dumps(form)
+            parsed = ModelMeta.parse(meta, source=str(exported))
+            settings = {"format": "onnx", "imgsz": imgsz, "dynamic": dynamic, "opset": graph.opset_import[0].version,
+                        "simplify": True, "batch": 1, "head_form": form,
+                        "dfl_softmax": "last axis" if dfl_rewritten else "as exported",
+                        **({"topk_gather": "GatherND"} if gathers_rewritten else {}),
+                        **({f"nms_{k}": v for k, v in nms.items()} if form == "embedded-nms" else {})}  # fmt: skip
+            fidelity = {
+                "image": parity_image,
+                "input_shape": list(tensor.shape),
+                **graph_drift(run_onnx(exported, tensor), reference, parsed),
+            }
+            if fidelity["coord_max_abs_px"] > MAX_COORD_DRIFT_PX or fidelity["score_max_abs"] > MAX_SCORE_DRIFT:
+                raise ExportError(f"exported graph drifts from PyTorch beyond tolerance: {json.dumps(fidelity)}")
+            ours = {
+                "head_form": form,
+                "keypoint_names": list(
+                    parsed.keypoint_names
+                ),  # the checkpoint's own names (Ultralytics' kpt_names) first
+                "skeleton": [list(e) for e in parsed.skeleton],
+                "source_file": source.name,
+                "source_sha256": source_sha,
+                "export_settings": settings,
+                "edgepose_version": __version__,
+                "fidelity": fidelity,
+            }
+            for key, value in ours.items():
+                meta[key] = json.dumps(value)
+            set_metadata(graph, meta)
+            try:
+                onnx.checker.check_model(graph, full_check=True)
+            except onnx.checker.ValidationError as exc:
+                raise ExportError(f"onnx checker rejected the graph: {first_line(exc)}") from None
+            staged = work / f"{source.stem}.onnx.partial"
+            onnx.save(graph, str(staged))
+            final = out / f"{source.stem}.onnx"
+            os.replace(staged, final)
+            write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return ExportReport(
         path=str(final), sha256=sha256_file(final), source=str(source), source_sha256=source_sha,
         settings=settings, fidelity=fidelity, seconds=round(time.perf_counter() - start, 2), metadata=meta,

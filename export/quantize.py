@@ -54,20 +54,18 @@ def check_calibration_source(calib: str | os.PathLike) -> None:
         raise InputError(f"calibration folder or video not found: {path}")
 
 
-def calibration_overlap(calib: str | os.PathLike, data: str | os.PathLike) -> int:
+def calibration_overlap(calib: str | os.PathLike, dataset: list[Path]) -> int:
     """How many of a dataset's images are also --calib images (the same bytes, whatever the path):
     the INT8 ranges were fitted to those, so a drop measured on them flatters the graph."""
     folder = Path(calib)
     if not folder.is_dir():
         return 0  # frames of a video are not the dataset's photos
-    from edgepose.val import load_dataset
-
     by_size: dict[int, list[Path]] = {}
     for image in list_images(folder):
         by_size.setdefault(image.stat().st_size, []).append(image)
     hashes: dict[int, set[str]] = {}  # hashed only for sizes a dataset image has
     shared = 0
-    for image in load_dataset(data)[0]:
+    for image in dataset:
         size = image.stat().st_size if image.is_file() else -1
         if size in by_size:
             if size not in hashes:

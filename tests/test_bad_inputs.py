@@ -385,18 +385,16 @@ def _(ctx: Ctx):
     return ["predict", ctx.sample_video, "-m", ctx.yolo11_onnx, "--json", target], None
 
 
-@row("save-cannot-be-made", 3, "cannot write")
+@row("save-cannot-be-made", 3, "taken is a file, not a folder")
 def _(ctx: Ctx):
     return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--save", ctx.file("taken", "a file") / "annotated"], None
 
 
-def val_dataset(ctx: Ctx, label: str) -> Path:
-    """A one-image pose dataset (the bus photo) of one class whose label file holds ``label``."""
+def val_dataset(ctx: Ctx, label: str, classes: str = "names: {0: person}") -> Path:
+    """A one-image pose dataset (the bus photo) whose label file holds ``label``; ``classes``: its yaml's lines on classes."""
     ctx.file("ds/images/val/bus.jpg", edgepose.sources.sample_images()[0].read_bytes())
     ctx.file("ds/labels/val/bus.txt", label)
-    return ctx.file(
-        "ds/data.yaml", f"path: {ctx.tmp / 'ds'}\nval: images/val\nkpt_shape: [17, 3]\nnames: {{0: person}}\n"
-    )
+    return ctx.file("ds/data.yaml", f"path: {ctx.tmp / 'ds'}\nval: images/val\nkpt_shape: [17, 3]\n{classes}\n")
 
 
 # dataset labels are all checked before the model loads (one error line, no engine line before it)
@@ -409,6 +407,12 @@ def _(ctx: Ctx):
 @row("val-label-class-beyond-names", 3, "bus.txt: class 1 is not among the dataset's 1 classes")
 def _(ctx: Ctx):
     data = val_dataset(ctx, "1 0.5 0.5 0.2 0.4" + " 0.5 0.5 2" * 17 + "\n")
+    return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("val-names-and-nc-disagree", 3, "names holds 1 classes but nc is 2")
+def _(ctx: Ctx):
+    data = val_dataset(ctx, "", "names: {0: person}\nnc: 2")
     return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
 
 
@@ -451,6 +455,30 @@ def test_bad_input_row(case: Row, tmp_path: Path, request: pytest.FixtureRequest
     if api is not None:
         with pytest.raises(API_ERRORS[case.code], match=re.escape(case.fragment)):
             api()
+        assert not ctx.out.exists(), "the API left an output (or the folder for it) for a failed call"
+
+
+def test_a_failed_run_removes_only_the_folders_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``output_folder``: kept on success; on failure the folders it made go (deepest first, a
+    relative path and one through '..' too), a folder that was there, or holds a result, stays."""
+    from edgepose.outputs import output_folder
+
+    monkeypatch.chdir(tmp_path)
+    for target in ("a/b/c", "x/../y", "runs"):
+        with pytest.raises(KeyboardInterrupt), output_folder(target):
+            raise KeyboardInterrupt
+        assert list(tmp_path.iterdir()) == [], target
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(InputError), output_folder("runs/new"):
+        raise InputError("failed")
+    assert [p.name for p in tmp_path.rglob("*")] == ["runs"]  # there before: kept
+    with pytest.raises(InputError), output_folder("runs/new") as folder:
+        (folder / "first.jpg").write_bytes(b"a result")
+        raise InputError("failed on the second image")
+    assert (tmp_path / "runs" / "new" / "first.jpg").is_file()
+    with output_folder("ok/deep") as folder:
+        (folder / "r.json").write_text("{}")
+    assert (tmp_path / "ok" / "deep" / "r.json").is_file() and not list(tmp_path.rglob("*partial*"))
 
 
 def test_every_row_is_in_the_readme() -> None:
