@@ -149,6 +149,16 @@ def yolo26_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def nms_free_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """YOLO11n-pose with a one-to-one (NMS-free) head copied from its trained one-to-many head."""
+    from edgepose.export.weights import default_weights
+
+    from .trained_models import one_to_one
+
+    return one_to_one(default_weights(), tmp_path_factory.mktemp("nms-free"))
+
+
+@pytest.fixture(scope="session")
 def custom_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """YOLO11n-pose with custom keypoint sets (trained from yolo11n-pose's weights on rewritten
     coco8-pose labels): ``body21`` (kpt_shape [21, 3], classes near/far), ``face5`` ([5, 2])."""

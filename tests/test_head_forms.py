@@ -121,15 +121,17 @@ def test_edgepose_export_head_option(yolo11_weights: Path, yolo26_weights: Path,
     assert assert_same_persons(graph, conf=0.25) >= 10
 
 
-def test_val_of_nms_free_graph_agrees_with_ultralytics(yolo26_weights: Path, tmp_path: Path) -> None:
+def test_val_of_nms_free_graph_agrees_with_ultralytics(nms_free_weights: Path, tmp_path: Path) -> None:
+    """Scored on an NMS-free graph with real detections (the briefly trained YOLO26 weights score ~0)."""
     data = require_shared(COCO8_POSE)
-    graph = ultralytics_export(yolo26_weights, tmp_path, nms=False)
+    graph = ultralytics_export(nms_free_weights, tmp_path, nms=False)
+    assert edgepose.load(graph).head_form == "nms-free"
     proc = edgepose_cli("val", data, "-m", graph, "--json", tmp_path / "val.json")
     assert proc.returncode == 0, proc.stderr
     ours = json.loads((tmp_path / "val.json").read_text())
     ref = ultralytics_model(str(graph)).val(data=str(data), imgsz=640, batch=1, plots=False, verbose=False,
                                             device="cpu", project=str(tmp_path), name="val")  # fmt: skip
-    assert ours["instances"] > 0 and ours["pose_map50_95"] > 0  # not an empty evaluation
+    assert ours["instances"] > 0 and ours["pose_map50_95"] > 0.1  # not an empty evaluation
     assert abs(ours["pose_map50_95"] - ref.pose.map) <= 0.005
     assert abs(ours["box_map50_95"] - ref.box.map) <= 0.005
 

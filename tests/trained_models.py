@@ -83,3 +83,24 @@ def train(cfg: str, data: Path, work: Path, pretrained: Path, epochs: int, lr0: 
     checkpoint = work / f"{Path(cfg).stem}-{data.parent.name}.pt"
     shutil.copy(work / "train" / "weights" / "last.pt", checkpoint)
     return checkpoint
+
+
+def one_to_one(pretrained: Path, work: Path) -> Path:
+    """YOLO11n-pose with an end-to-end head (the one-to-one branches YOLO26 exports NMS-free), those
+    branches starting as copies of its trained one-to-many ones: an NMS-free graph with real scores,
+    untrained (on coco8-pose's val photos, pose mAP50-95 0.16: duplicates a trained one-to-one head
+    would not give), for tests that need detections worth scoring, which briefly trained YOLO26 weights
+    do not give."""
+    from ultralytics import YOLO
+    from ultralytics.utils import ROOT
+
+    yaml = work / "yolo11n-pose-e2e.yaml"  # the file name gives the scale, n
+    text = (ROOT / "cfg" / "models" / "11" / "yolo11-pose.yaml").read_text()
+    yaml.write_text(text.replace("nc: 80 # number of classes", "nc: 1\nend2end: True", 1))
+    model = YOLO(str(yaml)).load(str(pretrained))
+    head = model.model.model[-1]
+    for branch in ("cv2", "cv3", "cv4"):
+        getattr(head, f"one2one_{branch}").load_state_dict(getattr(head, branch).state_dict())
+    checkpoint = work / "yolo11n-pose-e2e.pt"
+    model.save(str(checkpoint))
+    return checkpoint
