@@ -176,9 +176,13 @@ def _announce_engine(predictor: Any) -> None:
 )
 @click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout; JSON Lines for video).")
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images or video.")
+@click.option("--segment", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Camera or URL with --save: a new video file every N seconds, each complete once the next "
+                   "begins (0: one file, complete at the end).")  # fmt: skip
 @_stream_options
 def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
-            classifier: str | None, json_out: str | None, save: str | None, vid_stride: int, tracking: Any) -> None:  # fmt: skip
+            classifier: str | None, json_out: str | None, save: str | None, segment: float, vid_stride: int,
+            tracking: Any) -> None:  # fmt: skip
     """Find persons and keypoints in an image, a folder (default: the bundled samples), a video file,
     a camera index (0) or a stream URL."""
     from .predictor import load
@@ -193,7 +197,7 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
         with _saving(save):
             predict_stream(source, predictor, save=save, json_out=json_out, vid_stride=vid_stride, track=tracking,
                            echo=lambda line: click.echo(line, err=json_out == "-"),
-                           on_first_frame=lambda: _announce_engine(predictor))  # fmt: skip
+                           on_first_frame=lambda: _announce_engine(predictor), segment=segment)  # fmt: skip
         return
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()

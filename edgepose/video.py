@@ -1,8 +1,8 @@
 """``edgepose predict`` on a video, a camera or a stream URL: annotated video and per-frame JSON.
 
-Both outputs are written under a temporary name and renamed when the run ends, so a failed run
+Both outputs are written under a temporary name and renamed when complete, so a failed run
 leaves nothing half-written; a live source (camera, URL) ended with Ctrl-C or SIGTERM is a normal
-end and its outputs are kept.
+end and its outputs are kept, its video in files of a few minutes each (``SegmentedRecorder``).
 """
 
 from __future__ import annotations
@@ -83,6 +83,42 @@ class VideoRecorder:
     def abort(self) -> None:
         self._finish()
         self.tmp.unlink(missing_ok=True)
+
+
+class SegmentedRecorder:
+    """A live source's annotated video as consecutive files of about ``seconds`` of wall-clock time
+    each, ``STEM-YYYYmmdd-HHMMSS-NNN.mp4`` (local time the file was begun, NNN its number in
+    the run). Each file is closed and renamed into place, whole and playable, when the next begins:
+    a power cut loses only the file in progress, and no MP4 index grows for as long as a kiosk runs.
+    A failed run deletes only the file in progress; the finished ones are kept."""
+
+    def __init__(self, folder: Path, stem: str, fps: float, size: tuple[int, int], seconds: float) -> None:
+        self.folder, self.stem, self.fps, self.size, self.seconds = folder, stem, fps, size, seconds
+        self.paths: list[Path] = []  # the finished files
+        self.current: VideoRecorder | None = self._next()  # opened now: a writer that fails, fails before any frame
+
+    def _next(self) -> VideoRecorder:
+        self.started = time.monotonic()
+        name = f"{self.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.paths) + 1:03d}.mp4"
+        return VideoRecorder(self.folder / name, self.fps, self.size)
+
+    def write(self, image: np.ndarray) -> None:
+        assert self.current is not None, "write after close"
+        if time.monotonic() - self.started >= self.seconds:
+            self.paths.append(self.current.close())
+            self.current = self._next()
+        self.current.write(image)
+
+    def close(self) -> list[Path]:
+        if self.current is not None:
+            self.paths.append(self.current.close())
+            self.current = None
+        return self.paths
+
+    def abort(self) -> None:
+        if self.current is not None:
+            self.current.abort()
+            self.current = None
 
 
 class JsonRecords:
@@ -172,22 +208,28 @@ class Interrupt:
 
 
 def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: str | None, vid_stride: int,
-                   track: Any, echo: Callable[[str], None],
-                   on_first_frame: Callable[[], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                   track: Any, echo: Callable[[str], None], on_first_frame: Callable[[], None] | None = None,
+                   segment: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Run a stream through ``predictor`` into the requested outputs; returns a summary.
 
     A file source interrupted by a signal raises ``click.Abort`` (the CLI's "error: aborted", exit
-    130) and its outputs are deleted; a live source stops at the next frame and keeps them."""
+    130) and its outputs are deleted; a live source stops at the next frame and keeps them. A live
+    source's video is saved in files of ``segment`` seconds (``SegmentedRecorder``; 0: one file)."""
     from .draw import draw_result
     from .stream import Stream
 
     stream = Stream(source, predictor, vid_stride=vid_stride, track=track)
-    outputs: list[VideoRecorder | JsonRecords] = []
-    recorder = records = None
+    outputs: list[VideoRecorder | SegmentedRecorder | JsonRecords] = []
+    recorder: VideoRecorder | SegmentedRecorder | None = None
+    records = None
     start, frames, persons = time.perf_counter(), 0, 0
     try:
         if save:
-            recorder = VideoRecorder(Path(save) / video_name(source, stream.live), stream.fps, stream.size)
+            name = video_name(source, stream.live)
+            if stream.live and segment:
+                recorder = SegmentedRecorder(Path(save), Path(name).stem, stream.fps, stream.size, segment)
+            else:
+                recorder = VideoRecorder(Path(save) / name, stream.fps, stream.size)
             outputs.append(recorder)
         if json_out:
             records = JsonRecords(json_out)
@@ -211,14 +253,17 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
         raise
     for output in outputs:
         output.close()
+    videos = recorder.paths if isinstance(recorder, SegmentedRecorder) else [recorder.path] if recorder else []
     seconds = time.perf_counter() - start
     summary = {"source": source, "frames": frames, "dropped": stream.dropped, "persons": persons,
                "seconds": round(seconds, 3), "fps": round(frames / seconds, 2) if seconds else None,
-               "video": str(recorder.path) if recorder else None}  # fmt: skip
+               "videos": [str(v) for v in videos]}  # fmt: skip
     echo(f"{source}: {frames} frames ({summary['fps']} fps), {stream.dropped} dropped, "
          f"{persons} person detections")  # fmt: skip
-    if recorder:
-        echo(f"annotated video in {recorder.path}")
+    if len(videos) == 1:
+        echo(f"annotated video in {videos[0]}")
+    elif videos:
+        echo(f"annotated video in {len(videos)} files in {videos[0].parent}: {videos[0].name} ... {videos[-1].name}")
     return summary
 
 

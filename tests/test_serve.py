@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -270,6 +271,33 @@ def test_predict_on_a_live_url_keeps_its_outputs_on_sigterm(server: int, yolo11_
     assert proc.returncode == 0, stderr
     frames = len(records) + len(rest.splitlines())
     assert f"{frames} frames" in stderr and "annotated video in" in stderr
-    video = cv2.VideoCapture(str(out / "stream.mp4"))  # a live source's outputs are kept: the run ended normally
+    (saved,) = out.glob("*.mp4")  # a live source's outputs are kept: the run ended normally (in one 600 s file)
+    assert re.fullmatch(r"stream-\d{8}-\d{6}-001\.mp4", saved.name)
+    video = cv2.VideoCapture(str(saved))
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) == frames and video.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
     assert all(r["image"].endswith("/stream.mjpg") and r["persons"] for r in records)
+
+
+def frame_count(video: Path) -> int:
+    return int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
+
+
+def test_live_recording_comes_in_whole_files(server: int, yolo11_onnx: Path, tmp_path: Path) -> None:
+    """--segment: a live source's video in files of N seconds, each closed and playable once the next
+    begins (what a power cut would leave), numbered in order; together they hold every frame."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", f"http://127.0.0.1:{server}/stream.mjpg",
+                             "-m", str(yolo11_onnx), "--save", str(out), "--json", "-", "--segment", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    records, start = [], time.monotonic()
+    while time.monotonic() - start < 3:
+        records.append(json.loads(proc.stdout.readline()))
+    finished = sorted(out.glob("stream-*.mp4"))  # the run still going
+    assert len(finished) >= 2 and all(frame_count(v) > 0 for v in finished)
+    proc.send_signal(signal.SIGTERM)
+    rest, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    videos = sorted(out.iterdir())
+    assert [v.name[-7:] for v in videos] == [f"{i:03d}.mp4" for i in range(1, len(videos) + 1)]  # no partial file
+    assert videos[: len(finished)] == finished and f"annotated video in {len(videos)} files" in stderr
+    assert sum(frame_count(v) for v in videos) == len(records) + len(rest.splitlines())
