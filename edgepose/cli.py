@@ -174,7 +174,12 @@ def _announce_engine(predictor: Any) -> None:
     default=None,
     help="Keypoint classifier graph: adds label, label_score (and pose_score; label null: no known pose).",
 )
-@click.option("--json", "json_out", default=None, help="Write results here ('-' for stdout; JSON Lines for video).")
+@click.option(
+    "--json",
+    "json_out",
+    default=None,
+    help="Write results here as a JSON array ('-': stdout; there JSON Lines for a video, camera or URL).",
+)
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images or video.")
 @click.option("--segment", type=click.FloatRange(min=0), default=600, show_default=True,
               help="Camera or URL with --save: a new video file every N seconds, each complete once the next "
@@ -190,8 +195,10 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
     from .video_source import is_stream_source
 
     if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
-        from .video import predict_stream
+        from .video import predict_stream, video_name
 
+        if save and Path(source).is_file():
+            _refuse_overwriting([Path(source)], [Path(save) / video_name(source, False)], save)
         predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                       classifier=classifier)  # fmt: skip
         with _saving(save):
@@ -199,9 +206,18 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
                            echo=lambda line: click.echo(line, err=json_out == "-"),
                            on_first_frame=lambda: _announce_engine(predictor), segment=segment)  # fmt: skip
         return
-    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     paths = list_images(source) if source else sample_images()
+    if save:
+        _refuse_overwriting(paths, [Path(save) / path.name for path in paths], save)
+    predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     _predict_folder(paths, predictor, json_out, save)
+
+
+def _refuse_overwriting(inputs: list[Path], outputs: list[Path], save: str) -> None:
+    """An annotated output would replace the input it was drawn from (--save naming the input's own folder)."""
+    clash = [i for i, o in zip(inputs, outputs) if o.exists() and o.resolve() == i.resolve()]
+    if clash:
+        raise InputError(f"--save {save} would write over the input {clash[0]}: save somewhere else")
 
 
 def _saving(save: str | None) -> contextlib.AbstractContextManager:

@@ -107,7 +107,7 @@ def compare_models(
 
 def compare_result_files(ref: str, got: str) -> dict[str, Any]:
     """Two runs' ``predict --json`` files (made on two devices, say): images paired by file name (a
-    folder's JSON array) or frames by index (a video's JSON Lines), then ``compare_results``."""
+    folder's JSON array) or frames by index (a video's records), then ``compare_results``."""
     runs = [_read_results(path) for path in (ref, got)]
     if set(runs[0]) != set(runs[1]):
         only = sorted(set(runs[0]) ^ set(runs[1]), key=str)[:3]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -388,6 +389,21 @@ def _(ctx: Ctx):
 @row("save-cannot-be-made", 3, "taken is a file, not a folder")
 def _(ctx: Ctx):
     return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--save", ctx.file("taken", "a file") / "annotated"], None
+
+
+@row("save-over-the-inputs", 3, "would write over the input")
+def _(ctx: Ctx):
+    photos = ctx.tmp / "photos"
+    ctx.file("photos/bus.jpg", edgepose.sources.sample_images()[0].read_bytes())
+    return ["predict", photos, "-m", ctx.yolo11_onnx, "--save", photos], None
+
+
+@row("save-over-the-input-video", 3, "would write over the input")
+def _(ctx: Ctx):
+    clips = ctx.tmp / "clips"
+    clips.mkdir()
+    video = shutil.copy(ctx.sample_video, clips / "walk.mp4")
+    return ["predict", video, "-m", ctx.yolo11_onnx, "--save", clips], None
 
 
 def val_dataset(ctx: Ctx, label: str, classes: str = "names: {0: person}") -> Path:
