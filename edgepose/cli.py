@@ -266,12 +266,12 @@ def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, sav
                     raise click.Abort
             if not done:
                 raise InputError(f"none of the {len(paths)} images could be read (each reported above)")
+            if records:
+                records.close()
         except BaseException:
             if records:
                 records.abort()
             raise
-    if records:
-        records.close()
     if save:
         click.echo(f"annotated images in {save}", err=json_out == "-")
     if failed:

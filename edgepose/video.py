@@ -28,6 +28,9 @@ from .outputs import is_device, make_parent, refuse_folder
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 
+MAX_HOLD = 10.0  # seconds a live frame is held for at most (a stalled source; a URL read times out at 10 s)
+
+
 class VideoRecorder:
     """``cv2.VideoWriter`` on a writer thread (encoding overlaps the pipeline), into a temporary
     file beside ``path`` that ``close`` renames into place and ``abort`` deletes."""
@@ -40,8 +43,10 @@ class VideoRecorder:
         if fourcc is None:
             raise InputError(f"cannot write video as '{self.path.suffix}' (choose from {', '.join(FOURCC)})")
         make_parent(self.path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self.size = size
+        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")  # runs apart
+        self.size, self.fps = size, fps
+        self.origin: float | None = None  # ``at`` of the first frame written with one
+        self._last: np.ndarray | None = None
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not self.writer.isOpened():
             self.tmp.unlink(missing_ok=True)
@@ -59,13 +64,32 @@ class VideoRecorder:
             except BaseException as exc:  # raised in the caller's thread at the next write or close
                 self._error = exc
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, at: float | None = None) -> None:
+        """Add a frame. With ``at`` (its time in seconds: a live source's) the video keeps real time
+        however many frames the model dropped: the previous frame is held until this one's time (a
+        gap of at most ``MAX_HOLD`` seconds), and a frame that comes early is skipped."""
         if self._error:
             raise self._error
         if (image.shape[1], image.shape[0]) != self.size:
             raise InputError(f"frame of {image.shape[1]}x{image.shape[0]} in a {self.size[0]}x{self.size[1]} video")
+        if at is not None:
+            if self.origin is None:
+                self.origin = at
+            self.hold_until(at)
+            if self.frames > round((at - self.origin) * self.fps):  # early: its slot is taken
+                return
         self._queue.put(image)
+        self._last = image
         self.frames += 1
+
+    def hold_until(self, at: float) -> None:
+        """Repeat the last frame written until time ``at`` (up to ``MAX_HOLD`` seconds of it)."""
+        if self.origin is None or self._last is None:
+            return
+        due = round((at - self.origin) * self.fps)  # frames the video holds before one of time ``at``
+        for _ in range(min(due - self.frames, round(MAX_HOLD * self.fps))):
+            self._queue.put(self._last)
+            self.frames += 1
 
     def _finish(self) -> None:
         self._queue.put(None)
@@ -86,9 +110,9 @@ class VideoRecorder:
 
 
 class SegmentedRecorder:
-    """A live source's annotated video as consecutive files of about ``seconds`` of wall-clock time
-    each, ``STEM-YYYYmmdd-HHMMSS-NNN.mp4`` (local time the file was begun, NNN its number in
-    the run). Each file is closed and renamed into place, whole and playable, when the next begins:
+    """A live source's annotated video as consecutive files of ``seconds`` each (frames at their
+    times, ``VideoRecorder.write``), ``STEM-YYYYmmdd-HHMMSS-NNN.mp4`` (local time the file was
+    begun, NNN its number in the run). Each file is closed and renamed into place, whole and playable, when the next begins:
     a power cut loses only the file in progress, and no MP4 index grows for as long as a kiosk runs.
     A failed run deletes only the file in progress; the finished ones are kept."""
 
@@ -98,16 +122,17 @@ class SegmentedRecorder:
         self.current: VideoRecorder | None = self._next()  # opened now: a writer that fails, fails before any frame
 
     def _next(self) -> VideoRecorder:
-        self.started = time.monotonic()
         name = f"{self.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.paths) + 1:03d}.mp4"
         return VideoRecorder(self.folder / name, self.fps, self.size)
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, at: float) -> None:
+        """Add a frame of time ``at`` (seconds), starting the next file once this one holds ``seconds``."""
         assert self.current is not None, "write after close"
-        if time.monotonic() - self.started >= self.seconds:
+        if self.current.origin is not None and at - self.current.origin >= self.seconds:
+            self.current.hold_until(at)  # the file ends where the next begins
             self.paths.append(self.current.close())
             self.current = self._next()
-        self.current.write(image)
+        self.current.write(image, at)
 
     def close(self) -> list[Path]:
         if self.current is not None:
@@ -141,7 +166,7 @@ class JsonRecords:
             self.path = Path(target)
             refuse_folder(self.path)
             make_parent(self.path)
-            self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.partial")
+            self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
             try:
                 self.handle = open(self.tmp or self.path, "w")  # noqa: SIM115 - closed in close/abort
             except OSError as exc:
@@ -173,9 +198,12 @@ class JsonRecords:
 
 
 def video_name(source: str, live: bool) -> str:
-    """The annotated video's file name: the source's stem for a file, ``camera0``/``stream`` otherwise."""
+    """The annotated video's file name: the source's stem for a file, ``camera0`` (``/dev/video0``:
+    ``video0``) or ``stream`` otherwise."""
     if source.isdigit():
         return f"camera{source}.mp4"
+    if source.startswith("/dev/"):
+        return Path(source).name + ".mp4"
     if live or "://" in source:
         return "stream.mp4"
     return Path(source).stem + ".mp4"
@@ -242,17 +270,19 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
                 persons += len(result.persons)
                 if records:
                     records.write(result.to_dict())
-                if recorder:
-                    recorder.write(draw_result(image, result, predictor.meta.skeleton))
+                if recorder:  # a live source's frames at their times: dropped ones do not speed the video up
+                    recorder.write(
+                        draw_result(image, result, predictor.meta.skeleton), result.time if stream.live else None
+                    )
             if interrupt.signal is not None and not stream.live:  # a file cut short failed: nothing kept
                 raise click.Abort
+        for output in outputs:  # one that fails to close (a full disk) takes the others' temp files with it
+            output.close()
     except BaseException:
         stream.close()
         for output in outputs:
             output.abort()
         raise
-    for output in outputs:
-        output.close()
     videos = recorder.paths if isinstance(recorder, SegmentedRecorder) else [recorder.path] if recorder else []
     seconds = time.perf_counter() - start
     summary = {"source": source, "frames": frames, "dropped": stream.dropped, "persons": persons,

@@ -273,8 +273,9 @@ def test_predict_on_a_live_url_keeps_its_outputs_on_sigterm(server: int, yolo11_
     assert f"{frames} frames" in stderr and "annotated video in" in stderr
     (saved,) = out.glob("*.mp4")  # a live source's outputs are kept: the run ended normally (in one 600 s file)
     assert re.fullmatch(r"stream-\d{8}-\d{6}-001\.mp4", saved.name)
-    video = cv2.VideoCapture(str(saved))
-    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == frames and video.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+    assert cv2.VideoCapture(str(saved)).get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+    times = [r["time"] for r in records + [json.loads(line) for line in rest.splitlines()]]
+    assert len(times) == frames and abs(seconds([saved]) - (times[-1] - times[0])) <= 0.2  # real time, not sped up
     assert all(r["image"].endswith("/stream.mjpg") and r["persons"] for r in records)
 
 
@@ -282,9 +283,15 @@ def frame_count(video: Path) -> int:
     return int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
 
 
+def seconds(videos: list[Path]) -> float:
+    """How long the videos play, together."""
+    return sum(frame_count(v) / cv2.VideoCapture(str(v)).get(cv2.CAP_PROP_FPS) for v in videos)
+
+
 def test_live_recording_comes_in_whole_files(server: int, yolo11_onnx: Path, tmp_path: Path) -> None:
     """--segment: a live source's video in files of N seconds, each closed and playable once the next
-    begins (what a power cut would leave), numbered in order; together they hold every frame."""
+    begins (what a power cut would leave), numbered in order; together they play as long as the run
+    (frames held at their times, however many the model dropped)."""
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", f"http://127.0.0.1:{server}/stream.mjpg",
                              "-m", str(yolo11_onnx), "--save", str(out), "--json", "-", "--segment", "0.5"],
@@ -300,4 +307,6 @@ def test_live_recording_comes_in_whole_files(server: int, yolo11_onnx: Path, tmp
     videos = sorted(out.iterdir())
     assert [v.name[-7:] for v in videos] == [f"{i:03d}.mp4" for i in range(1, len(videos) + 1)]  # no partial file
     assert videos[: len(finished)] == finished and f"annotated video in {len(videos)} files" in stderr
-    assert sum(frame_count(v) for v in videos) == len(records) + len(rest.splitlines())
+    times = [r["time"] for r in records + [json.loads(line) for line in rest.splitlines()]]
+    assert abs(seconds(videos) - (times[-1] - times[0])) <= 0.2
+    assert all(abs(seconds([v]) - 0.5) <= 0.2 for v in videos[:-1])
