@@ -120,6 +120,7 @@ class FrameReader:
             self._put(exc)
         finally:
             self._put(_END)
+            source.release()  # by this thread alone: OpenCV's capture is not thread-safe (see ``stop``)
 
     def get(self, block: bool = True) -> Frame | None | bool:
         """The next frame; None at the end of the source; False when not blocking and none is ready.
@@ -128,8 +129,8 @@ class FrameReader:
             try:
                 item = self.queue.get(timeout=0.1) if block else self.queue.get_nowait()
             except queue.Empty:
-                if not self._thread.is_alive() and self.queue.empty():
-                    return None
+                if self.stopped.is_set() or (not self._thread.is_alive() and self.queue.empty()):
+                    return None  # stopped: a camera stalled in its read must not keep the caller waiting
                 if not block:
                     return False
                 continue
@@ -140,9 +141,13 @@ class FrameReader:
             return item
 
     def stop(self) -> None:
+        """End the reading. A running reader releases the source itself when its current read
+        returns (a stalled camera's may outlast the 5 s waited here); one never started, here."""
         self.stopped.set()
-        if self._thread.ident is not None:  # started
+        if self._thread.ident is not None:
             self._thread.join(timeout=5)
+        else:
+            self.source.release()
 
 
 class InferencePool:
@@ -230,9 +235,13 @@ class Stream:
         self.source = VideoSource(source)
         self.live = self.source.live or realtime
         drop = self.live if drop is None else drop
-        self.reader = FrameReader(self.source, predictor.preprocess, vid_stride=vid_stride,
-                                  queue_size=queue_size or (2 if drop else 8), drop=drop,
-                                  realtime=realtime, loop=loop)  # fmt: skip
+        try:
+            self.reader = FrameReader(self.source, predictor.preprocess, vid_stride=vid_stride,
+                                      queue_size=queue_size or (2 if drop else 8), drop=drop,
+                                      realtime=realtime, loop=loop)  # fmt: skip
+        except BaseException:  # a bad option: the camera is not left open (and busy)
+            self.source.release()
+            raise
         self.options = track if track is not None else TrackOptions()
         self.stabilizer = Stabilizer(self.options, predictor.classifier, predictor.conf)
         self.workers = workers
@@ -283,7 +292,6 @@ class Stream:
         finally:
             self.reader.stop()
             pool.close()
-            self.source.release()
             self._closed = True
         if self.frames == 0 and not self._stop.is_set():
             raise InputError(f"no frame could be read from {self.source.name}")
@@ -308,7 +316,6 @@ class Stream:
         self._stop.set()
         if not self._closed:
             self.reader.stop()
-            self.source.release()
             self._closed = True
 
     def __enter__(self) -> Stream:

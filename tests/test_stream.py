@@ -315,3 +315,42 @@ def test_openvino_async_requests_give_the_same_persons(predictor: edgepose.PoseP
         boxes_b = np.array([p.box for p in b.persons if p.score >= CONFIDENT])
         assert len(boxes_a) == len(boxes_b)
         assert not len(boxes_a) or np.abs(np.sort(boxes_a, 0) - np.sort(boxes_b, 0)).max() < 2.0
+
+
+def test_a_stalled_camera_neither_hangs_the_stop_nor_is_released_mid_read() -> None:
+    """A camera whose read never returns (unplugged, a frozen driver): stopping hands the consumer
+    the end at once, and the capture is released by the reader thread after its read returns, never
+    from another thread during it (OpenCV's capture is not thread-safe). The camera is a stand-in:
+    a real one cannot be made to stall on cue."""
+    import threading
+
+    from edgepose.stream import FrameReader
+
+    class StalledCamera:
+        live, kind, fps = True, "camera", 25.0
+
+        def __init__(self) -> None:
+            self.reading, self.unstall = threading.Event(), threading.Event()
+            self.released_during_read = self.released = False
+
+        def grab(self) -> bool:
+            self.reading.set()
+            self.unstall.wait()
+            self.reading.clear()
+            return False
+
+        def release(self) -> None:
+            self.released_during_read |= self.reading.is_set()
+            self.released = True
+
+    camera = StalledCamera()
+    reader = FrameReader(camera, drop=True).start()  # type: ignore[arg-type]
+    assert camera.reading.wait(5)
+    start = time.monotonic()
+    reader.stopped.set()  # what Ctrl-C does (Stream.request_stop)
+    assert reader.get() is None and time.monotonic() - start < 1
+    reader._thread.join(timeout=0.5)
+    assert not camera.released  # still in its read: not released under it
+    camera.unstall.set()
+    reader.stop()
+    assert camera.released and not camera.released_during_read
