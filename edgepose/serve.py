@@ -29,13 +29,14 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import uvicorn
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -275,9 +276,26 @@ def build_app(hub: Hub, limits: ServeLimits, engine: Engine | None = None) -> AS
         return JSONResponse({"status": "ok", "source": source, "ended": hub.ended, "error": hub.error,
                              "clients": hub.clients, **hub.stats})  # fmt: skip
 
-    async def _frames(request: Request) -> AsyncIterator[int]:
-        """Sequence numbers of new frames for one client, while it and the server last."""
+    def take_slot() -> Callable[[], None] | None:
+        """A place under ``max_clients`` for one streaming client, taken in the handler itself (no
+        await between the check and the count, so a burst cannot overrun it); None when full. The
+        release it returns runs when the stream ends, and, in case its body never started (the
+        client left first), as the response's background task: whichever comes first frees it."""
+        if hub.clients >= limits.max_clients:
+            return None
         hub.clients += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                hub.clients -= 1
+
+        return release
+
+    async def _frames(release: Callable[[], None]) -> AsyncIterator[int]:
+        """Sequence numbers of new frames for one client, while it and the server last."""
         try:
             seq = max(hub.seq - 1, 0)  # the latest frame first
             while True:
@@ -289,34 +307,34 @@ def build_app(hub: Hub, limits: ServeLimits, engine: Engine | None = None) -> AS
                 else:
                     yield -1  # keep-alive
         finally:
-            hub.clients -= 1
+            release()
 
     async def mjpeg(request: Request) -> Response:
-        if hub.clients >= limits.max_clients:
+        if (release := take_slot()) is None:
             return too_many()
 
         async def parts() -> AsyncIterator[bytes]:
-            async for seq in _frames(request):
+            async for seq in _frames(release):
                 if seq >= 0 and hub.jpeg:
                     yield (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(hub.jpeg)
                            + hub.jpeg + b"\r\n")  # fmt: skip
 
         return StreamingResponse(parts(), media_type="multipart/x-mixed-replace; boundary=frame",
-                                 headers={"Cache-Control": "no-store"})  # fmt: skip
+                                 headers={"Cache-Control": "no-store"}, background=BackgroundTask(release))  # fmt: skip
 
     async def events(request: Request) -> Response:
-        if hub.clients >= limits.max_clients:
+        if (release := take_slot()) is None:
             return too_many()
 
         async def lines() -> AsyncIterator[str]:
-            async for seq in _frames(request):
+            async for seq in _frames(release):
                 if seq < 0:
                     yield ": keep-alive\n\n"
                 elif hub.record is not None:
                     yield f"id: {seq}\ndata: {json.dumps(hub.record, separators=(',', ':'))}\n\n"
             yield "event: end\ndata: {}\n\n"
 
-        return StreamingResponse(lines(), media_type="text/event-stream",
+        return StreamingResponse(lines(), media_type="text/event-stream", background=BackgroundTask(release),
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
 
     routes = [Route("/", page), Route("/frame.jpg", frame), Route("/results", results), Route("/health", health),

@@ -163,6 +163,25 @@ def test_limits_body_size_and_open_streams(server: int) -> None:
     assert json.loads(get(server, "/health")[2])["clients"] == 0  # closed clients free their slots
 
 
+def test_a_burst_of_stream_requests_cannot_overrun_max_clients(server: int) -> None:
+    """6 stream requests sent at once to a server of --max-clients 3: 3 get their stream, 3 get 503
+    (the slot is taken in the handler, before the stream's body starts), and all 3 come back free."""
+    socks = [socket.create_connection(("127.0.0.1", server), timeout=30) for _ in range(6)]
+    try:
+        for i, sock in enumerate(socks):
+            path = "/events" if i % 2 else "/stream.mjpg"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        statuses = sorted(int(sock.recv(64).split()[1]) for sock in socks)
+        assert statuses == [200, 200, 200, 503, 503, 503]
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 20
+    while json.loads(get(server, "/health")[2])["clients"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(get(server, "/health")[2])["clients"] == 0
+
+
 def test_rate_limit_answers_429(sample_video: Path, yolo11_onnx: Path) -> None:
     """--rate 0.5: one request per 2 s per address (bursts of 1); the rest of a flood gets 429."""
     proc, port = start_server(sample_video, yolo11_onnx, "--rate", "0.5", "--loop")
