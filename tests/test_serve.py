@@ -134,6 +134,14 @@ def test_endpoints_serve_the_annotated_stream_and_results(server: int) -> None:
     assert health["status"] == "ok" and health["frames"] > 0 and not health["ended"]
 
 
+def clients_after_a_while(port: int) -> int:
+    """The server's count of streaming clients once it reaches 0, or after 20 s."""
+    deadline = time.monotonic() + 20
+    while (clients := json.loads(get(port, "/health")[2])["clients"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return clients
+
+
 def test_limits_body_size_and_open_streams(server: int) -> None:
     status, _, body = get(server, "/results", method="POST", body=b"x" * 4096)
     assert status == 413 and b"1024 bytes" in body
@@ -157,10 +165,7 @@ def test_limits_body_size_and_open_streams(server: int) -> None:
     finally:
         for conn in held:
             conn.close()
-    deadline = time.monotonic() + 20
-    while json.loads(get(server, "/health")[2])["clients"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert json.loads(get(server, "/health")[2])["clients"] == 0  # closed clients free their slots
+    assert clients_after_a_while(server) == 0  # closed clients free their slots
 
 
 def test_a_burst_of_stream_requests_cannot_overrun_max_clients(server: int) -> None:
@@ -176,10 +181,7 @@ def test_a_burst_of_stream_requests_cannot_overrun_max_clients(server: int) -> N
     finally:
         for sock in socks:
             sock.close()
-    deadline = time.monotonic() + 20
-    while json.loads(get(server, "/health")[2])["clients"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert json.loads(get(server, "/health")[2])["clients"] == 0
+    assert clients_after_a_while(server) == 0
 
 
 def test_rate_limit_answers_429(sample_video: Path, yolo11_onnx: Path) -> None:
