@@ -46,6 +46,7 @@ class ModelMeta:
     keypoint_names: tuple[str, ...]
     skeleton: tuple[tuple[int, int], ...]
     end2end: bool = False
+    nms_conf: float = 0.25  # the score under which NMS inside the graph (if any) dropped detections
     class_keypoint_names: dict[int, tuple[str, ...]] = field(default_factory=dict)  # where classes name them apart
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -83,10 +84,18 @@ class ModelMeta:
             f"kpt_{i}" for i in range(kpt_shape[0])
         )
         known = COCO_SKELETON if kpt_names == COCO_KEYPOINTS else ()
-        skeleton = tuple(tuple(e) for e in raw.get("skeleton") or known)
+        skeleton = tuple((int(a), int(b)) for a, b in raw.get("skeleton") or known)
+        if any(not (0 <= i < kpt_shape[0]) for edge in skeleton for i in edge):
+            raise ModelError(f"{source} has a skeleton edge outside its {kpt_shape[0]} keypoints")
+        stride = int(raw.get("stride", 32))
+        if stride < 1:
+            raise ModelError(f"{source} has a stride of {stride}")
+        settings = raw.get("export_settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ModelError(f"{source} has malformed metadata (export_settings is not a mapping)")
         return cls(
             task="pose",
-            stride=int(raw.get("stride", 32)),
+            stride=stride,
             imgsz=imgsz,
             names=names,
             kpt_shape=kpt_shape,  # type: ignore[arg-type]
@@ -94,6 +103,7 @@ class ModelMeta:
             skeleton=skeleton,  # type: ignore[arg-type]
             class_keypoint_names=per_class,
             end2end=bool(raw.get("end2end", False)),
+            nms_conf=float(settings.get("nms_conf", 0.25)),  # Ultralytics' default
             raw=raw,
         )
 

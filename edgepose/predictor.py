@@ -88,7 +88,7 @@ class PosePredictor:
         self.meta = ModelMeta.parse(self.backend.metadata, source=str(self.model_path))
         self.head_form = head_form(self.meta, self.backend.output_shape, str(self.model_path))
         if self.head_form == "embedded-nms":
-            baked = self.meta.raw.get("export_settings", {}).get("nms_conf", 0.25)  # Ultralytics' default
+            baked = self.meta.nms_conf
             if self.conf < baked:
                 log.warning(f"{self.model_path.name} has NMS inside the graph, which dropped every score under "
                             f"{baked}; conf {self.conf} cannot bring them back, and iou is the graph's own")  # fmt: skip

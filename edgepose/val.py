@@ -77,9 +77,11 @@ class Sample:
 
 
 def _label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder becomes ``labels`` (no such folder: the label
+    file sits beside the image), and the suffix ``.txt``."""
     parts = list(image.parts)
-    idx = len(parts) - 1 - parts[::-1].index("images")  # last 'images' folder, as Ultralytics
-    parts[idx] = "labels"
+    if "images" in parts[:-1]:
+        parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
     return Path(*parts).with_suffix(".txt")
 
 
@@ -135,7 +137,7 @@ def _class_count(data: dict[str, Any], source: str) -> int | None:
             whole = float(nc)
             if isinstance(nc, bool) or whole != int(whole) or whole < 0:
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"{source}: nc must be a whole number, got {nc!r}") from None
         if names is not None and len(names) != int(whole):
             raise InputError(f"{source}: names holds {len(names)} classes but nc is {nc}")
@@ -342,6 +344,8 @@ def map_delta_interval(
         deltas.append(
             pooled_map([candidate[i] for i in pick])[metric] - pooled_map([reference[i] for i in pick])[metric]
         )
+    if not deltas:
+        raise InputError("none of the images holds a label: there is no mAP to compare")
     low, high = np.percentile(deltas, [2.5, 97.5])
     return {"delta": pooled_map(candidate)[metric] - pooled_map(reference)[metric],
             "ci95_low": float(low), "ci95_high": float(high), "resamples": len(deltas)}  # fmt: skip

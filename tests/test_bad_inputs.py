@@ -737,3 +737,18 @@ def test_json_to_a_device_writes_in_place(yolo11_onnx: Path, samples: list[Path]
         reader.join(timeout=60)
         assert stat.S_ISFIFO(os.stat(fifo).st_mode) and json.loads(got[0]), how
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predict.fifo", "write_json.fifo"]  # no temp file left
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("stride", "0", "has a stride of 0"),  # a division by it when the letterbox rounds to the stride
+    ("skeleton", "[[0, 17]]", "a skeleton edge outside its 17 keypoints"),  # an IndexError only when drawn
+    ("export_settings", '"fast"', "export_settings is not a mapping"),
+    ("export_settings", '{"nms_conf": "x"}', "has malformed metadata (ValueError"),
+])  # fmt: skip
+def test_malformed_pose_metadata_is_refused_at_load(key: str, value: str, fragment: str) -> None:
+    """Metadata a hand edit or damage could leave, refused as ModelError when the graph loads, not
+    as an unexpected error later in a run."""
+    from edgepose.metadata import ModelMeta
+
+    with pytest.raises(ModelError, match=re.escape(fragment)):
+        ModelMeta.parse({"task": "pose", "kpt_shape": "[17, 3]", key: value}, "pose.onnx")

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import edgepose
+from edgepose.errors import InputError
 from edgepose.keypoints import COCO_SIGMAS
 from edgepose.val import (
     ImageMatches,
@@ -151,3 +153,20 @@ def test_val_bad_dataset(yolo11_onnx: Path, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "edgepose", "val", bad, "-m", yolo11_onnx], capture_output=True,
                           text=True)  # fmt: skip
     assert_one_line_error(proc, 3, "kpt_oks_sigmas must be 17 positive values")
+
+
+def test_label_files_are_found_as_ultralytics_finds_them(tmp_path: Path) -> None:
+    """The last ``images`` folder becomes ``labels``; a photo in no ``images`` folder has its label beside it."""
+    from edgepose.val import read_labels
+
+    for image, label in [("d/images/val/a.jpg", "d/labels/val/a.txt"), ("d/pics/a.jpg", "d/pics/a.txt")]:
+        (tmp_path / label).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / label).write_text("0 0.5 0.5 0.2 0.4" + " 0.5 0.5 2" * 17 + "\n")
+        assert len(read_labels(tmp_path / image, 100, 100, (17, 3)).boxes) == 1, image
+
+
+def test_map_delta_interval_needs_labels() -> None:
+    empty = np.zeros((0, 10), bool)
+    unlabelled = [ImageMatches(empty, empty, np.zeros(0), np.zeros(0, int), np.zeros(0, int), 0)] * 3
+    with pytest.raises(InputError, match="none of the images holds a label"):
+        map_delta_interval(unlabelled, unlabelled, resamples=10)
