@@ -32,6 +32,7 @@ import numpy as np
 from .errors import InputError
 from .keypoints import COCO_SIGMAS
 from .results import Result
+from .val import box_iou, keypoint_oks
 
 SIGMAS_17 = np.asarray(COCO_SIGMAS, np.float32)  # converted once: keypoint_oks runs every frame
 KPT_VISIBLE = 0.5  # a keypoint below this confidence is not placed (as in draw and the classifier)
@@ -69,28 +70,6 @@ class TrackOptions:
     @classmethod
     def off(cls) -> TrackOptions:
         return cls(track=False, smooth=False, hysteresis=1)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] (xyxy) -> [N, M]."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def keypoint_oks(a: np.ndarray, b: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    """OKS of keypoints ``a`` [N, K, 3] against ``b`` [M, K, 3]; ``areas`` [N] scale each row (COCO: 0.53 x box area).
-
-    Only points placed in both count; a pair with no such point scores 0."""
-    k = a.shape[1]
-    sigmas = SIGMAS_17 if k == len(SIGMAS_17) else np.full(k, 0.05, np.float32)
-    d2 = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # [N, M, K]
-    e = d2 / (2 * (2 * sigmas) ** 2 * (areas[:, None, None] + 1e-9))
-    both = (a[:, None, :, 2] >= KPT_VISIBLE) & (b[None, :, :, 2] >= KPT_VISIBLE)
-    return (np.exp(-e) * both).sum(-1) / np.maximum(both.sum(-1), 1)
 
 
 class OneEuroFilter:
@@ -176,10 +155,12 @@ class Tracker:
         if keypoints.shape[-1] < 3:
             return iou
         old_kpts = np.stack([t.keypoints for t in self.tracks])
-        areas = 0.53 * (old_boxes[:, 2:] - old_boxes[:, :2]).clip(0).prod(-1)
-        oks = keypoint_oks(old_kpts, keypoints, areas)
-        shared = ((old_kpts[:, None, :, 2] >= KPT_VISIBLE) & (keypoints[None, :, :, 2] >= KPT_VISIBLE)).any(-1)
-        return np.where(shared, (iou + oks) / 2, iou)
+        areas = 0.53 * (old_boxes[:, 2:] - old_boxes[:, :2]).clip(0).prod(-1)  # COCO's area of a box
+        both = (old_kpts[:, None, :, 2] >= KPT_VISIBLE) & (keypoints[None, :, :, 2] >= KPT_VISIBLE)  # placed in both
+        k = keypoints.shape[1]
+        sigmas = SIGMAS_17 if k == len(SIGMAS_17) else np.full(k, 0.05, np.float32)
+        oks = keypoint_oks(old_kpts, keypoints, areas, sigmas, counted=both)
+        return np.where(both.any(-1), (iou + oks) / 2, iou)
 
     def update(
         self, boxes: np.ndarray, keypoints: np.ndarray, confident: np.ndarray | None = None
@@ -287,7 +268,4 @@ class Stabilizer:
             person.label_seconds = time - track.label_since
 
 
-__all__ = [
-    "LabelHysteresis", "OneEuroFilter", "Stabilizer", "TrackOptions", "Tracker",
-    "box_iou", "keypoint_oks",
-]  # fmt: skip
+__all__ = ["LabelHysteresis", "OneEuroFilter", "Stabilizer", "TrackOptions", "Tracker"]

@@ -192,13 +192,20 @@ def box_iou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
 
 
 def keypoint_oks(
-    gt: np.ndarray, pred: np.ndarray, area: np.ndarray, sigmas: np.ndarray, eps: float = 1e-7
+    gt: np.ndarray,
+    pred: np.ndarray,
+    area: np.ndarray,
+    sigmas: np.ndarray,
+    eps: float = 1e-7,
+    counted: np.ndarray | None = None,
 ) -> np.ndarray:
-    """OKS matrix (len(gt), len(pred)); only labelled (visibility != 0) ground-truth points count."""
+    """OKS matrix (len(gt), len(pred)), ``area`` scaling each ``gt`` row; the points that count are
+    ``counted`` (len(gt), len(pred), K), by default the labelled (visibility != 0) ground-truth
+    points, as Ultralytics' val counts them. A pair with no point counted scores 0."""
     d = ((gt[:, None, :, :2] - pred[None, :, :, :2]) ** 2).sum(-1)
-    mask = gt[..., 2] != 0
+    mask = (gt[..., 2] != 0)[:, None] if counted is None else counted
     e = d / ((2 * sigmas) ** 2 * (area[:, None, None] + eps) * 2)
-    return (np.exp(-e) * mask[:, None]).sum(-1) / (mask.sum(-1)[:, None] + eps)
+    return (np.exp(-e) * mask).sum(-1) / (mask.sum(-1) + eps)
 
 
 def match(similarity: np.ndarray, same_class: np.ndarray | None = None) -> np.ndarray:
