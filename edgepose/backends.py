@@ -210,7 +210,6 @@ class OpenVinoBackend:
         self.input_shape = (dims[2], dims[3]) if len(dims) == 4 else (None, None)
         out = model.outputs[0].get_partial_shape()
         self.output_shape = tuple(d.get_length() if d.is_static else None for d in out)
-        self.hint, self.precision = hint, precision
         self.engine = self._compiled_engine(device, precision)
 
     def _compiled_engine(self, device: str, precision: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ def write_checksum(path: str | os.PathLike) -> Path:
 
 def model_files(path: str | os.PathLike) -> list[Path]:
     """The files a model is made of: the ``.onnx``, or an OpenVINO IR's ``.xml`` and ``.bin``."""
-    from .backends import ir_files  # backends imports this module: import here, not at the top
+    from .backends import ir_files  # lazily: backends loads this module when it verifies a model
 
     path = Path(path)
     if path.suffix == ".xml" or path.is_dir():

@@ -1,6 +1,6 @@
 """The keypoint CSV schema shared by the dataset builder, training and evaluation.
 
-Columns: ``image_name,label``, then ``<kpt>_x,<kpt>_y`` for every keypoint in COCO order,
+Columns: ``image_name,label``, then ``<kpt>_x,<kpt>_y`` for every keypoint in the model's order (COCO's by default),
 normalised by image width/height (Ultralytics ``xyn``), optionally ``<kpt>_conf``, and optionally
 ``image_hash`` (a perceptual hash of the photo, written by ``edgepose dataset``, so training can keep
 near-copies of one photo on one side of its split). A keypoint the pose model did not place is ``0,0``.

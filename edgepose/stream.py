@@ -16,7 +16,6 @@ model is slower than the camera, so what is shown is recent; files are never dro
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import queue
 import threading
@@ -33,8 +32,6 @@ from .errors import InputError
 from .results import Result
 from .track import Stabilizer, TrackOptions
 from .video_source import VideoSource
-
-log = logging.getLogger("edgepose")
 
 
 @dataclass

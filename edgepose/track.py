@@ -7,8 +7,8 @@ order to each frame's ``Result`` by ``Stabilizer``:
    keypoint OKS (COCO sigmas); a person keeps its ``id`` while it is matched, a track survives
    ``max_age`` frames unmatched (a brief occlusion), a new person gets the next id. A track is
    shown once it has matched a person scoring at least the predictor's ``conf`` in ``confirm``
-   frames in a row (SORT's ``min_hits``; at once in a stream's first frame), until a frame leaves
-   it unmatched. As in ByteTrack, persons scoring between ``low_conf`` and ``conf`` may only
+   frames without a frame unmatched between them (a low-score match neither counts nor resets;
+   SORT's ``min_hits``; at once in a stream's first frame), until a frame leaves it unmatched. As in ByteTrack, persons scoring between ``low_conf`` and ``conf`` may only
    continue a track left unmatched by the confident ones, never start one: a shown person stays
    while its score wavers around ``conf``, and a doubtful one that comes and goes is never shown.
 2. ``OneEuroFilter`` per track on the keypoints' x, y (Casiez et al., CHI 2012): little smoothing
@@ -131,7 +131,7 @@ class Track:
     box: np.ndarray
     keypoints: np.ndarray
     missed: int = 0
-    streak: int = 0  # frames in a row matched to a person scoring at least conf
+    streak: int = 0  # confident matches since the track was last unmatched (a low-conf match pauses it, no reset)
     shown: bool = False  # confirmed and matched in the latest frame
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
