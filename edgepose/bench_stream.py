@@ -59,10 +59,14 @@ def sequential(video: Path, predictor: PosePredictor, save: Path | None = None) 
             if recorder:
                 recorder.write(draw_result(image, result, predictor.meta.skeleton))
             frames += 1
+    except BaseException:
+        if recorder:
+            recorder.abort()  # a failed pass keeps no half-written video
+        raise
     finally:
         source.release()
-        if recorder:
-            recorder.close()
+    if recorder:
+        recorder.close()
     return frames
 
 
@@ -79,9 +83,12 @@ def overlapped(video: Path, predictor: PosePredictor, save: Path | None = None) 
                 if recorder:
                     recorder.write(draw_result(image, result, predictor.meta.skeleton))
                 frames += 1
-        finally:
+        except BaseException:
             if recorder:
-                recorder.close()
+                recorder.abort()
+            raise
+    if recorder:
+        recorder.close()
     return frames
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backends import Backend, open_backend, resolve_backend
 from .classifier import KeypointClassifier
-from .errors import InputError
+from .errors import InputError, ModelError
 from .metadata import ModelMeta
 from .postprocess import Detections, decode, decode_rows, head_form, to_original
 from .preprocess import Letterbox, letterbox_tensor
@@ -128,8 +128,8 @@ class PosePredictor:
                 )
             return (fixed[0], fixed[1]), False
         size = imgsz if imgsz is not None else max(self.meta.imgsz)
-        if size < stride:
-            raise InputError(f"imgsz must be at least the stride {stride}, got {size}")
+        if size < stride:  # imgsz was checked above: this one is the graph's own
+            raise ModelError(f"{self.model_path.name} has metadata imgsz {size}, under its stride {stride}")
         rounded = int(math.ceil(size / stride) * stride)
         if rounded != size:
             log.warning(f"imgsz {size} is not a multiple of stride {stride}; using {rounded}")
