@@ -49,7 +49,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 @contextmanager
-def _writing(target: Path) -> Iterator[None]:
+def writing(target: Path) -> Iterator[None]:
     """OSErrors of making ``target`` or its folders: the user's path (no permission, a parent that is
     a file), not a bug, so one InputError line."""
     try:
@@ -63,14 +63,14 @@ def _writing(target: Path) -> Iterator[None]:
 
 def make_parent(path: Path) -> None:
     """Make the folder a file will be written into (and its parents)."""
-    with _writing(path):
+    with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
     """A temp file in ``path``'s folder, made first if need be."""
     make_parent(path)
-    with _writing(path):
+    with writing(path):
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
 
 
@@ -82,7 +82,7 @@ def output_folder(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     made: list[Path] = []  # only what this call created (not a folder another process made meanwhile)
     try:
-        with _writing(path):
+        with writing(path):
             for folder in reversed((path, *path.parents)):  # top down
                 try:
                     os.mkdir(folder)

@@ -7,6 +7,7 @@ end and its outputs are kept, its video in files of a few minutes each (``Segmen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -22,7 +23,7 @@ import click
 import numpy as np
 
 from .errors import InputError
-from .outputs import is_device, make_parent, refuse_folder
+from .outputs import is_device, make_parent, refuse_folder, writing
 
 # container suffix -> FourCC that this OpenCV build writes and reads back (FFmpeg: mp4v, MJPG)
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -101,7 +102,8 @@ class VideoRecorder:
         if self._error:
             self.tmp.unlink(missing_ok=True)
             raise self._error
-        os.replace(self.tmp, self.path)
+        with writing(self.path):
+            os.replace(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
@@ -174,25 +176,33 @@ class JsonRecords:
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
-        if self.lines:
-            self.handle.write(line + "\n")
-            self.handle.flush()
-        else:
-            self.handle.write(("[\n" if self.count == 0 else ",\n") + line)
+        with self._failing():
+            if self.lines:
+                self.handle.write(line + "\n")
+                self.handle.flush()
+            else:
+                self.handle.write(("[\n" if self.count == 0 else ",\n") + line)
         self.count += 1
 
     def close(self) -> None:
-        if not self.lines:
-            self.handle.write(("[" if self.count == 0 else "") + "\n]\n")
-            self.handle.flush()
-        if self.path is not None:
-            self.handle.close()
-            if self.tmp is not None:
-                os.replace(self.tmp, self.path)
+        with self._failing():
+            if not self.lines:
+                self.handle.write(("[" if self.count == 0 else "") + "\n]\n")
+                self.handle.flush()
+            if self.path is not None:
+                self.handle.close()
+                if self.tmp is not None:
+                    os.replace(self.tmp, self.path)
+
+    def _failing(self) -> Any:
+        """A file that cannot take the records (a full disk) is the user's path: one InputError line.
+        stdout's errors (a closed pipe) stay as they are."""
+        return writing(self.path) if self.path is not None else contextlib.nullcontext()
 
     def abort(self) -> None:
         if self.path is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):  # what close could not write is dropped with the file
+                self.handle.close()
         if self.tmp is not None:
             self.tmp.unlink(missing_ok=True)
 

@@ -752,3 +752,15 @@ def test_malformed_pose_metadata_is_refused_at_load(key: str, value: str, fragme
 
     with pytest.raises(ModelError, match=re.escape(fragment)):
         ModelMeta.parse({"task": "pose", "kpt_shape": "[17, 3]", key: value}, "pose.onnx")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (every write: no space left)")
+@pytest.mark.parametrize("source", ["image", "video"])
+def test_a_full_disk_is_one_error_line(yolo11_onnx: Path, samples: list[Path], sample_video: Path, source: str) -> None:
+    """Records that cannot be written (ENOSPC, found once the first result is in: after the engine
+    line) end as the user's path error, exit 3, not as an unexpected OSError."""
+    proc = edgepose_cli("predict", samples[0] if source == "image" else sample_video, "-m", yolo11_onnx,
+                        "--json", "/dev/full")  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "error: cannot write /dev/full: No space left on device"
+    assert "Traceback" not in proc.stderr
