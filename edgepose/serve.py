@@ -44,9 +44,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .draw import draw_result
 from .errors import EdgeposeError, InputError
+from .sources import ASSETS
 from .stream import Stream
 
 log = logging.getLogger("edgepose")
+PAGE = (ASSETS / "kiosk.html").read_text(encoding="utf-8")  # the kiosk page: static, its script reads /events
 
 
 @dataclass(frozen=True)
@@ -198,43 +200,6 @@ class Engine:
         self.stream.close()
         if self.thread.ident is not None:  # started
             self.thread.join(timeout=10)
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>edgepose live</title>
-<style>
- body{margin:0;background:#111;color:#eee;font:16px system-ui,sans-serif;display:flex;gap:1rem;padding:1rem}
- #video{max-width:75vw;max-height:calc(100vh - 2rem);background:#000}
- aside{min-width:14rem} h1{font-size:1.2rem;margin:0 0 .5rem} ul{list-style:none;padding:0}
- li{font-size:1.6rem;margin:.3rem 0} .score{color:#999;font-size:1rem} #status{color:#aaa}
-</style></head>
-<body>
-<img id="video" src="stream.mjpg" alt="live annotated stream">
-<aside><h1>edgepose</h1><p id="status">waiting for frames...</p><ul id="persons"></ul></aside>
-<script>
-const status = document.getElementById("status"), list = document.getElementById("persons");
-const events = new EventSource("events");
-events.onmessage = (message) => {
-  const record = JSON.parse(message.data);
-  status.textContent = `frame ${record.frame} \\u00b7 ${record.persons.length} person(s)`;
-  status.dataset.frame = record.frame;
-  list.replaceChildren(...record.persons.map((p) => {
-    const item = document.createElement("li"), score = document.createElement("span");
-    item.className = "person";
-    item.dataset.id = p.id ?? "";
-    const held = p.label && p.label_seconds !== undefined ? ` \u00b7 ${Math.floor(p.label_seconds)} s` : "";
-    item.textContent = `${p.id !== undefined ? "#" + p.id + " " : ""}${p.label ?? "person"}${held} `;
-    score.className = "score";
-    score.textContent = (p.label_score ?? p.score).toFixed(2);
-    item.append(score);
-    return item;
-  }));
-};
-events.addEventListener("end", () => { status.textContent += " \\u00b7 source ended"; events.close(); });
-</script>
-</body></html>
-"""
 
 
 def build_app(hub: Hub, limits: ServeLimits, engine: Engine | None = None) -> ASGIApp:
