@@ -114,9 +114,9 @@ class VideoRecorder:
 class SegmentedRecorder:
     """A live source's annotated video as consecutive files of ``seconds`` each (frames at their
     times, ``VideoRecorder.write``), ``STEM-YYYYmmdd-HHMMSS-NNN.mp4`` (local time the file was
-    begun, NNN its number in the run). Each file is closed and renamed into place, whole and playable, when the next begins:
-    a power cut loses only the file in progress, and no MP4 index grows for as long as a kiosk runs.
-    A failed run deletes only the file in progress; the finished ones are kept."""
+    begun, NNN its number in the run). Each file is closed and renamed into place, whole and
+    playable, when the next begins: a power cut loses only the file in progress, and no MP4 index
+    grows for as long as a kiosk runs. A failed run deletes only the file in progress."""
 
     def __init__(self, folder: Path, stem: str, fps: float, size: tuple[int, int], seconds: float) -> None:
         self.folder, self.stem, self.fps, self.size, self.seconds = folder, stem, fps, size, seconds
@@ -169,10 +169,8 @@ class JsonRecords:
             refuse_folder(self.path)
             make_parent(self.path)
             self.tmp = None if is_device(self.path) else self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-            try:
+            with writing(self.path):
                 self.handle = open(self.tmp or self.path, "w")  # noqa: SIM115 - closed in close/abort
-            except OSError as exc:
-                raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
