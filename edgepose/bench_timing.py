@@ -4,6 +4,7 @@ requests in flight."""
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import subprocess
@@ -20,6 +21,7 @@ from .bench_targets import COLD_STARTS, DEFAULT_RUNS, BenchSettings, Target
 from .device_info import usable_cores
 from .predictor import PosePredictor, load
 from .sources import read_image
+from .stream import InferencePool
 
 
 def summarize(samples_ms: Sequence[float]) -> dict[str, float | int | None]:
@@ -188,48 +190,45 @@ def throughput(model: str, target: Target, settings: BenchSettings, paths: Seque
                 single_fps: float | None) -> dict[str, Any]:  # fmt: skip
     """``streams`` frames in flight through the whole pipeline: FPS and per-frame latency under load.
 
-    OpenVINO: one model compiled with the THROUGHPUT hint and ``streams`` async infer requests fed
-    round robin, each frame finished by ``PosePredictor.to_result``. onnxruntime: ``streams`` threads,
-    each with its own predictor of usable cores / streams intra-op threads (or ``--threads``)."""
+    OpenVINO: one model compiled with the THROUGHPUT hint, frames kept ``streams`` in flight through
+    ``stream.InferencePool`` (the async requests a video or camera stream runs on), each finished by
+    ``PosePredictor.to_result``. onnxruntime: ``streams`` threads, each with its own predictor of
+    usable cores / streams intra-op threads (or ``--threads``): independent streams, as a server
+    with several cameras runs them."""
     n, streams = len(paths), settings.streams
     latencies: list[float] = []
     if target.backend == "openvino":
         predictor = load(model, **load_kwargs(target, settings, hint="throughput"))
-        compiled = predictor.backend.compiled  # type: ignore[attr-defined]
-        requests = [compiled.create_infer_request() for _ in range(streams)]
-        pending: list[tuple | None] = [None] * streams
-
-        def finish(slot: int) -> None:
-            """Wait for the frame in flight on this request and finish it on this thread."""
-            job, pending[slot] = pending[slot], None
-            if job is None:
-                return
-            requests[slot].wait()
-            start, box, image, name, record = job
-            predictor.to_result(requests[slot].get_output_tensor(0).data, box, image, name)
-            if record:
-                latencies.append((time.perf_counter() - start) * 1000)
+        pool = InferencePool(predictor.backend, streams)
 
         def submit(count: int, record: bool) -> float:
-            # Round robin over the requests, no callbacks: a Python callback on OpenVINO's threads
-            # can end up releasing the compiled model there, which deadlocks its executor.
             began = time.perf_counter()
+            pending: collections.deque = collections.deque()
+
+            def finish() -> None:
+                start, box, image, name, wait = pending.popleft()
+                predictor.to_result(wait(), box, image, name)
+                if record:
+                    latencies.append((time.perf_counter() - start) * 1000)
+
             for i in range(count):
-                slot = i % streams
-                finish(slot)
+                if len(pending) == streams:
+                    finish()
                 start = time.perf_counter()
                 image = read_image(paths[i % n])
                 tensor, box = predictor.preprocess(image)
-                requests[slot].start_async({0: tensor})
-                pending[slot] = (start, box, image, str(paths[i % n]), record)
-            for slot in range(streams):
-                finish(slot)
+                pending.append((start, box, image, str(paths[i % n]), pool.submit(tensor)))
+            while pending:
+                finish()
             return time.perf_counter() - began
 
-        submit(streams * 2, record=False)
-        wall = submit(runs, record=True)
-        mode = (f"{streams} OpenVINO infer requests in flight, THROUGHPUT hint "
-                f"({compiled.get_property('NUM_STREAMS')} streams)")  # fmt: skip
+        try:
+            submit(streams * 2, record=False)
+            wall = submit(runs, record=True)
+        finally:
+            pool.close()
+        mode = (f"{streams} OpenVINO infer requests in flight (stream.InferencePool), THROUGHPUT hint "
+                f"({predictor.backend.compiled.get_property('NUM_STREAMS')} streams)")  # type: ignore[attr-defined]  # fmt: skip
     else:
         import queue as queues
 
