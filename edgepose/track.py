@@ -136,7 +136,7 @@ class Track:
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
     label_since: float = 0.0  # stream time at which the shown label (or no pose) was first shown
-    returned: bool = False  # matched again after frames unseen: its label and hold timer start afresh
+    returned: bool = False  # unseen for a frame since last labelled: its label and hold timer start afresh
 
 
 class Tracker:
@@ -187,12 +187,11 @@ class Tracker:
                 self.tracks.append(track)
                 assigned[i] = track
             if track is not None:
-                track.returned = track.missed > 0
                 track.box, track.keypoints, track.missed = boxes[i], keypoints[i], 0
                 track.streak += bool(confident[i])
                 track.shown = track.shown or track.streak >= self.confirm or self.frames == 0
         for track in free:
-            track.missed, track.streak, track.shown = track.missed + 1, 0, False
+            track.missed, track.streak, track.shown, track.returned = track.missed + 1, 0, False, True
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
         self.frames += 1
         return assigned
@@ -259,7 +258,7 @@ class Stabilizer:
         best, probs, known = clf.decide(result.keypoints_xyn())  # type: ignore[attr-defined]
         for i, (person, track) in enumerate(zip(result.persons, tracks)):
             if track.label is None or track.returned:  # a person back after a gap holds nothing yet
-                track.label = LabelHysteresis(self.options.hysteresis)
+                track.label, track.returned = LabelHysteresis(self.options.hysteresis), False
             before = track.label.shown
             shown = track.label(int(best[i]))  # -1, no known pose, is a label like any other here
             if shown != before:

@@ -104,21 +104,29 @@ def test_hysteresis_holds_labels_that_raw_votes_flip(predictor: edgepose.PosePre
     assert 0 < drift.max() < 10
 
 
+TREE = SHARED_DATA / "yoga-train" / "Tree" / "00000072.jpg"
+
+
+def person_crops(model: Path, photos: list[Path], folder: Path) -> list[Path]:
+    """Each photo cut to its most confident person (with a margin), as PNGs in ``folder``: one person a video."""
+    finder = edgepose.load(model)
+    crops = []
+    for photo in photos:
+        image = cv2.imread(str(photo))
+        x1, y1, x2, y2 = max(finder(image).persons, key=lambda p: p.score).box
+        pad = 0.1 * (y2 - y1)
+        crop = image[int(max(y1 - pad, 0)) : int(y2 + pad), int(max(x1 - pad, 0)) : int(x2 + pad)]
+        crops.append(folder / f"{photo.stem}.png")
+        cv2.imwrite(str(crops[-1]), crop)
+    return crops
+
+
 def test_label_hold_timer_restarts_when_the_pose_changes(yolo11_onnx: Path, samples: list[Path],
                                                           tmp_path: Path) -> None:  # fmt: skip
     """One person stands (a pedestrian of bus.jpg), then holds Tree (a yoga-train photo), each cropped to
     the person and shown 1.2 s: "no known pose" is shown and timed like any label, and when the shown
     label turns to Tree (after --hysteresis votes) the same id's label_seconds restarts from 0."""
-    tree = require_shared(SHARED_DATA / "yoga-train" / "Tree" / "00000072.jpg")
-    finder = edgepose.load(yolo11_onnx)
-    crops = []
-    for photo in (samples[0], tree):
-        image = cv2.imread(str(photo))
-        x1, y1, x2, y2 = max(finder(image).persons, key=lambda p: p.score).box
-        pad = 0.1 * (y2 - y1)
-        crop = image[int(max(y1 - pad, 0)) : int(y2 + pad), int(max(x1 - pad, 0)) : int(x2 + pad)]
-        crops.append(tmp_path / f"{photo.stem}.png")
-        cv2.imwrite(str(crops[-1]), crop)
+    crops = person_crops(yolo11_onnx, [samples[0], require_shared(TREE)], tmp_path)
     video = sample_video(tmp_path / "pose-change.mp4", frames_each=30, size=(360, 640), photos=crops)
     predictor = edgepose.load(yolo11_onnx, classifier=CLASSIFIER, **stream_engine(yolo11_onnx, {}))
     records = [r.to_dict() for r in Stream(video, predictor)]
@@ -133,6 +141,27 @@ def test_label_hold_timer_restarts_when_the_pose_changes(yolo11_onnx: Path, samp
     seconds = [p["label_seconds"] for p in main]
     assert seconds[0] == 0 and seconds[change] == 0 and seconds[change - 1] == pytest.approx((change - 1) / 25)
     assert np.allclose(np.diff(seconds[:change]), 0.04) and np.allclose(np.diff(seconds[change:]), 0.04)
+
+
+def test_a_person_back_after_a_gap_holds_no_label_from_before(yolo11_onnx: Path, tmp_path: Path) -> None:
+    """Tree for 0.96 s, an empty frame for 0.48 s (the track is kept: under max_age), Tree again: the
+    same id comes back with its hold timer started afresh, not counting the time it was gone, although
+    ``confirm`` keeps it hidden for the frames in which it was first matched again."""
+    crop = person_crops(yolo11_onnx, [require_shared(TREE)], tmp_path)[0]
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), np.full((64, 36, 3), 114, np.uint8))
+    joined = sample_video(tmp_path / "tree-gap-tree.mp4", frames_each=12, size=(360, 640),
+                          photos=[crop, crop, empty, crop, crop])  # fmt: skip
+    predictor = edgepose.load(yolo11_onnx, classifier=CLASSIFIER, **stream_engine(yolo11_onnx, {}))
+    shown = [(r.frame, p) for r in Stream(joined, predictor) for p in r.persons if p.score >= CONFIDENT]
+    before = [p for frame, p in shown if frame < 24]
+    after = [(frame, p) for frame, p in shown if frame >= 36]
+    assert before and after and not [f for f, _ in shown if 24 <= f < 36]
+    assert {p.id for p in before} == {p.id for _, p in after}  # the same track, kept through the gap
+    assert before[-1].label == "Tree" and before[-1].label_seconds == pytest.approx(23 / 25)
+    first, person = after[0]
+    assert first == 36 + TrackOptions().confirm - 1  # hidden until confirmed again
+    assert person.label_seconds == 0 and after[-1][1].label_seconds == pytest.approx((59 - first) / 25)
 
 
 def test_vid_stride_halves_the_frames(yolo11_onnx: Path, sample_video: Path, tmp_path: Path) -> None:
