@@ -113,6 +113,12 @@ def train(csv_paths: tuple[str, ...], out: str, kind: str, hidden: int, epochs: 
     names = report.classes + (["none"] if report.rejection else [])
     click.echo(f"confusion (rows truth, columns predicted, {', '.join(names)}): {report.confusion}")
     click.echo(f"wrote {Path(out) / (name + '.onnx')} and {name}.report.json")
+    unreadable = report.rejection["held_out_negatives"]["unreadable_images"] if report.rejection else []
+    for message in unreadable:
+        click.echo(f"warning: skipped {message}", err=True)
+    if unreadable:
+        raise PartialFailure(f"{len(unreadable)} --negatives image(s) could not be read and were skipped; "
+                             "the classifier learnt from the rest")  # fmt: skip
 
 
 @cli.command(name="eval")

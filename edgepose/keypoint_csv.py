@@ -65,10 +65,12 @@ def read_table(path: str | os.PathLike, keypoint_names: tuple[str, ...] = COCO_K
         return _read_table(path, keypoint_names)
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text CSV (not UTF-8)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
 
 
 def _read_table(path: Path, keypoint_names: tuple[str, ...]) -> KeypointTable:
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in columns(keypoint_names) if c not in header]
@@ -87,6 +89,8 @@ def _read_table(path: Path, keypoint_names: tuple[str, ...]) -> KeypointTable:
                 raise InputError(f"{path}:{line}: NaN or infinite keypoint value")
             if not row["label"]:
                 raise InputError(f"{path}:{line}: empty label")
+            if not row["image_name"]:
+                raise InputError(f"{path}:{line}: empty image_name (it keeps a photo's rows on one side of a split)")
             names.append(row["image_name"])
             labels.append(row["label"])
             rows.append(values)

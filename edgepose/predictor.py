@@ -96,9 +96,14 @@ class PosePredictor:
         self.classifier = None
         if classifier:  # on the pose model's engine and device when it can run there, else on its default
             same = resolve_backend(classifier, backend) == self.backend.name
-            self.classifier = KeypointClassifier(classifier, backend=self.backend.name if same else "auto",
-                                                 device=device if same else None, threads=threads,
-                                                 verify=verify)  # fmt: skip
+            try:
+                self.classifier = KeypointClassifier(classifier, backend=self.backend.name if same else "auto",
+                                                     device=device if same else None, threads=threads,
+                                                     verify=verify)  # fmt: skip
+            except ModelError:  # an SVC's ai.onnx.ml operators have no OpenVINO conversion: onnxruntime runs it
+                if not (same and self.backend.name == "openvino" and Path(classifier).suffix == ".onnx"):
+                    raise
+                self.classifier = KeypointClassifier(classifier, backend="onnxruntime", threads=threads, verify=verify)
         if self.classifier:
             self.classifier.check_layout(self.keypoint_names)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ log = logging.getLogger("edgepose")
 
 MAX_FALSE_ACCEPT = 0.04  # default target: share of validation negatives the chosen threshold still labels
 FOLDS = 5  # out-of-fold predictions on the training rows choose the threshold
-MIN_ROWS_PER_LABEL = 5  # each CSV's labels: enough rows for its 20 % hold-out and the folds
 MODELS = ("mlp", "svc")
 
 
@@ -126,11 +124,12 @@ def train_mlp(x: np.ndarray, y: np.ndarray, num_outputs: int, hidden: int, epoch
 SVC_COPIES = 4  # augmented copies of the training rows (mirror, drop-out, jitter) beside the originals
 
 
-def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 30.0, rejects: bool = False) -> SvcModel:
+def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 30.0, none: int | None = None) -> SvcModel:
     """RBF SVC with balanced class weights and sigmoid-calibrated probabilities (5-fold), on the
     in-graph features of the training rows plus augmented copies (SVCs see the data once, so the
-    augmentation is drawn up front). With ``rejects`` (the last class is "none"), the poses' SVC
-    learns the poses alone and a second one known against none (``SvcModel``)."""
+    augmentation is drawn up front). With ``none`` (the "none" class's index, the last; a validation
+    fold's rows may hold none of it), the poses' SVC learns the poses alone and a second one known
+    against none (``SvcModel``)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
 
@@ -143,9 +142,9 @@ def train_svc(x: np.ndarray, y: np.ndarray, seed: int, c: float = 30.0, rejects:
     ya = np.tile(y, SVC_COPIES + 1)
     features = features_of(pose_features().eval(), xa)
     settings = {"C": c, "gamma": "scale", "augmented_copies": SVC_COPIES, "seed": seed}
-    if not rejects:
+    if none is None:
         return SvcModel(calibrated().fit(features, ya), settings)
-    pose = ya != ya.max()  # "none" is the last class
+    pose = ya != none
     known = calibrated().fit(features, pose.astype(int))
     return SvcModel(calibrated().fit(features[pose], ya[pose]), {**settings, "known_vs_none": True}, known)
 
@@ -206,24 +205,23 @@ def train_classifier(
     if negatives and "none" in classes:
         raise InputError("'none' is the label of no known pose: rename that class in the CSV")
     labels_of = [np.array([classes.index(label) for label in table.labels]) for table in tables]
-    for path, table in zip(csv_paths, tables):  # the splits hold out a fifth of each label, by 5 folds
-        label, count = min(Counter(table.labels).items(), key=lambda item: item[1])
-        if count < MIN_ROWS_PER_LABEL:
-            raise InputError(f"{path}: '{label}' has {count} row(s); a label needs at least {MIN_ROWS_PER_LABEL} "
-                             "for a fifth of its rows to be held out")  # fmt: skip
-    parts, row_groups = split_sources(tables, classes)
+    parts, row_groups = split_sources(tables, classes, [str(p) for p in csv_paths])
     splits = [(t.keypoints[train], t.keypoints[test], y[train], y[test]) for t, y, (train, test) in
               zip(tables, labels_of, parts)]  # fmt: skip
     starts = np.cumsum([0] + [len(t.labels) for t in tables])
     x_train = np.concatenate([s[0] for s in splits])
     y_train = np.concatenate([s[2] for s in splits])
     groups = np.concatenate([row_groups[start + train] for start, (train, _) in zip(starts, parts)])
-    negative_tables = [read_negatives(src, pose_model) for src in negatives or []]
+    unreadable: list[str] = []  # a negatives folder's images that could not be read, skipped
+    negative_tables = [read_negatives(src, pose_model, unreadable) for src in negatives or []]
     rejects = bool(negative_tables)
     none = len(classes)  # the "none" output's index, with negatives
     negative_splits = []
-    for table in negative_tables:
+    for source, table in zip(negatives or [], negative_tables):
         photos = negative_groups(table)
+        if len(np.unique(photos)) < 2:
+            raise InputError(f"--negatives {source}: its rows come from one photo; half of a source's photos "
+                             "are held out, so it needs at least 2")  # fmt: skip
         train, held = split_negatives(table, photos)
         negative_splits.append((table.keypoints[train], table.keypoints[held]))
         groups = np.concatenate([groups, photos[train] + groups.max() + 1])  # a photo's persons in one fold
@@ -235,7 +233,7 @@ def train_classifier(
     def fit(x: np.ndarray, y: np.ndarray) -> MlpModel | SvcModel:
         if model == "mlp":
             return train_mlp(x, y, len(classes) + rejects, hidden, epochs, seed, rejects)
-        return train_svc(x, y, seed, rejects=rejects)
+        return train_svc(x, y, seed, none=none if rejects else None)
 
     reject = validation = None
     if rejects:
@@ -278,7 +276,8 @@ def train_classifier(
             "validation": validation,
             "held_out_negatives": {"sources": [Path(s).name for s in negatives or []], "rows": len(held),
                                    "train_rows": len(x_train) - len(np.concatenate([s[0] for s in splits])),
-                                   "false_accept": round(float((labels(held) != none).mean()), 4)},
+                                   "false_accept": round(float((labels(held) != none).mean()), 4),
+                                   "unreadable_images": unreadable},
         }  # fmt: skip
     from edgepose.outputs import output_folder, write_json
 

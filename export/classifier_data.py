@@ -19,10 +19,11 @@ SPLIT_RULE = ("CSVs split together: rows linked by label and image name or near-
               "are split the same way")  # fmt: skip
 NEAR_COPY_BITS = 12  # image hashes (256 bits) this close are one photo resized/re-encoded: one side of a split
 NEGATIVE_HOLDOUT = 0.5  # share of each negative source's images kept out of training, for the false-accept figure
+MIN_PHOTOS_PER_LABEL = 5  # a label's photos in the rows a CSV splits itself: its 20 % hold-out and 5 validation folds
 
 
 def split_sources(
-    tables: list[KeypointTable], classes: list[str]
+    tables: list[KeypointTable], classes: list[str], sources: list[str] | None = None
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
     """Per positives CSV: (train rows, scored held-out rows); and a group id for every row (all CSVs
     in order), for grouped validation folds.
@@ -32,7 +33,9 @@ def split_sources(
     their photos are near copies (image hashes); a linked group is on one side. The first CSV's own
     split (``split_rows``) decides the groups it touches and is its scored hold-out exactly (the
     seed's 202 rows); each later CSV's rows in groups no earlier CSV decided are split the same way.
-    A CSV's scored rows are its rows in held-out groups; no row of a held-out group is trained on."""
+    A CSV's scored rows are its rows in held-out groups; no row of a held-out group is trained on.
+    Each label of the rows a CSV splits needs ``MIN_PHOTOS_PER_LABEL`` photos (groups), else an
+    InputError names the CSV (``sources``, its paths) and the label."""
     starts = np.cumsum([0] + [len(t.labels) for t in tables])
     groups = _link_rows(tables)
     held = np.zeros(starts[-1], bool)
@@ -43,6 +46,7 @@ def split_sources(
         free = np.array([r for r in rows if groups[r] not in decided], int)
         if len(free):
             part = _subset(table, free - starts[i])
+            _require_photos(part.labels, groups[free], sources[i] if sources else f"CSV {i + 1}", i > 0)
             _, test = split_rows(part, np.array([classes.index(label) for label in part.labels]))
             held[np.isin(groups, groups[free[test]])] = True
             if i == 0:
@@ -54,6 +58,18 @@ def split_sources(
         scored = first_test if i == 0 else rows[held[rows]]
         out.append((rows[~held[rows]] - starts[i], scored - starts[i]))
     return out, groups
+
+
+def _require_photos(labels: list[str], groups: np.ndarray, source: str, later: bool) -> None:
+    photos: dict[str, set[int]] = {}
+    for label, group in zip(labels, groups.tolist()):
+        photos.setdefault(label, set()).add(group)
+    label, few = min(photos.items(), key=lambda item: len(item[1]))
+    if len(few) < MIN_PHOTOS_PER_LABEL:
+        which = " not already in an earlier CSV" if later else ""
+        raise InputError(f"{source}: '{label}' has {len(few)} photo(s){which}; a label needs at least "
+                         f"{MIN_PHOTOS_PER_LABEL} for a fifth of them to be held out (rows of one image name, "
+                         "or near-copy image hashes, are one photo)")  # fmt: skip
 
 
 def _subset(table: KeypointTable, rows: np.ndarray) -> KeypointTable:
@@ -133,9 +149,11 @@ def negative_groups(table: KeypointTable) -> np.ndarray:
     return np.unique(table.image_names, return_inverse=True)[1].reshape(-1)
 
 
-def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | None) -> KeypointTable:
+def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | None,
+                   unreadable: list[str] | None = None) -> KeypointTable:  # fmt: skip
     """People in no class: a keypoint CSV (its labels are ignored), or a folder of photos whose every
-    person the pose model finds (score >= 0.25, the runtime's default) becomes a row."""
+    person the pose model finds (score >= 0.25, the runtime's default) becomes a row. A folder's
+    images that cannot be read are skipped, each reason appended to ``unreadable``."""
     source = Path(source)
     if source.is_file():
         return read_table(source)
@@ -146,6 +164,8 @@ def read_negatives(source: str | os.PathLike, pose_model: str | os.PathLike | No
 
     pose_model = pose_model or "models/yolo11n-pose.onnx"
     done = table_from_images(load(pose_model), [("none", path) for path in list_images(source)], all_persons=True)
+    if unreadable is not None:
+        unreadable += done.failed
     if done.table is None:
         raise InputError(f"--negatives: no person found in any image under {source}")
     return done.table

@@ -124,6 +124,10 @@ def read_onnx(source: Path) -> Any:
 
     ov = _require()
     graph = onnx.load(str(source))
+    ml = sorted({node.op_type for node in graph.graph.node if node.domain == "ai.onnx.ml"})
+    if ml:  # an SVC classifier: OpenVINO has no conversion for sklearn's operators
+        raise ExportError(f"{source.name} uses {', '.join(ml)} (ai.onnx.ml), which OpenVINO cannot convert; "
+                          "onnxruntime runs it (edgepose does so even beside an OpenVINO pose model)")  # fmt: skip
     if not gather_nd_topk(graph):
         return ov.Core().read_model(str(source))
     with tempfile.TemporaryDirectory() as work:

@@ -299,15 +299,38 @@ _csv_row(
 )
 _csv_row("csv-zero-rows", "no rows", columns(), [])
 _csv_row("csv-infinite", "NaN or infinite keypoint value", columns(), [["a.jpg", "Tree", *([0.5] * 33), "inf"]])
+_csv_row("csv-empty-image-name", "empty image_name", columns(), [["", "Tree", *([0.5] * 34)]])
+_csv_row("csv-field-too-large", "not a readable CSV (field larger than field limit", columns(),
+         [["a.jpg", "Tree", *([0.5] * 33), "1" * 200_000]])  # fmt: skip
 
 
-@row("train-too-few-rows", 3, "'Tree' has 1 row(s); a label needs at least 5")
+@row("train-too-few-rows", 3, "'Tree' has 1 photo(s); a label needs at least 5")
 def _(ctx: Ctx):
     from edgepose.export.classifier import train_classifier
 
     rows = [["a.jpg", "Tree", *([0.5] * 34)]] + [[f"{i}.jpg", "Plank", *([0.4] * 34)] for i in range(6)]
     csv = write_csv(ctx.tmp / "k.csv", columns(), rows)
     return ["train", csv, "--out", ctx.out, "--epochs", "1"], lambda: train_classifier(csv, ctx.out, epochs=1)
+
+
+@row("train-one-photo-of-a-label", 3, "'Tree' has 1 photo(s); a label needs at least 5")
+def _(ctx: Ctx):  # seven rows of one photo (its persons, or one frame copied): one photo, not seven
+    from edgepose.export.classifier import train_classifier
+
+    rows = [["a.jpg", "Tree", *([0.5] * 34)]] * 7 + [[f"{i}.jpg", "Plank", *([0.4] * 34)] for i in range(6)]
+    csv = write_csv(ctx.tmp / "k.csv", columns(), rows)
+    return ["train", csv, "--out", ctx.out, "--epochs", "1"], lambda: train_classifier(csv, ctx.out, epochs=1)
+
+
+@row("train-negatives-of-one-photo", 3, "its rows come from one photo")
+def _(ctx: Ctx):
+    from edgepose.export.classifier import train_classifier
+
+    rows = [[f"{i}.jpg", label, *([v] * 34)] for i in range(6) for label, v in (("Tree", 0.5), ("Plank", 0.4))]
+    csv = write_csv(ctx.tmp / "k.csv", columns(), rows)
+    negatives = write_csv(ctx.tmp / "n.csv", columns(), [["street.jpg", "none", *([0.3] * 34)]] * 4)
+    return (["train", csv, "--negatives", negatives, "--out", ctx.out, "--epochs", "1"],
+            lambda: train_classifier(csv, ctx.out, epochs=1, negatives=[negatives]))  # fmt: skip
 
 
 @row("train-empty-name", 3, "name must be a plain file name (NAME.onnx is written in out), got ''")
