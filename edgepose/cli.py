@@ -56,6 +56,15 @@ def _progress(items: Sequence[Any], label: str) -> Iterator[Any]:
         yield from bar
 
 
+def json_target(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--json FILE`` checked as the command line is read: a long run must not end on a path it cannot write."""
+    if value not in (None, "-"):
+        from .outputs import check_writable
+
+        check_writable(Path(value))
+    return value
+
+
 def _emit_json(target: str | None, payload: Any) -> None:
     from .outputs import write_json
 
@@ -178,6 +187,7 @@ def _announce_engine(predictor: Any) -> None:
     "--json",
     "json_out",
     default=None,
+    callback=json_target,
     help="Write results here as a JSON array ('-': stdout; there JSON Lines for a video, camera or URL).",
 )
 @click.option("--save", type=click.Path(file_okay=False), default=None, help="Folder for annotated images or video.")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .cli import _announce_engine, _emit_json, _predictor_options, _progress, cli
+from .cli import _announce_engine, _emit_json, _predictor_options, _progress, cli, json_target
 from .errors import InputError
 
 
@@ -34,7 +34,7 @@ def print_accuracy(report: dict[str, Any], to_stderr: bool) -> None:
 @_predictor_options
 @click.option("--conf", type=float, default=0.001, show_default=True, help="Score threshold (as yolo val).")
 @click.option("--split", default="val", show_default=True)
-@click.option("--json", "json_out", default=None, help="Write the metrics here ('-' for stdout).")
+@click.option("--json", "json_out", default=None, callback=json_target, help="Write the metrics here ('-' for stdout).")
 def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float, split: str,
         json_out: str | None) -> None:  # fmt: skip
     """Pose and box mAP on a YOLO-format pose dataset, computed as 'yolo val pose' does."""
@@ -65,7 +65,7 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
 @click.option("--data", type=click.Path(), default=None, help="YOLO pose dataset yaml: adds OKS mAP of both.")
 @click.option("--conf", type=float, default=0.25, show_default=True)
 @click.option("--imgsz", type=int, default=None, help="Input size for dynamic graphs and .pt checkpoints.")
-@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+@click.option("--json", "json_out", default=None, callback=json_target, help="Write the report here ('-' for stdout).")
 def compare(reference: str, candidate: str, images: str | None, data: str | None, conf: float, imgsz: int | None,
             json_out: str | None) -> None:  # fmt: skip
     """Keypoint drift (px), detection agreement and mAP of CANDIDATE against REFERENCE.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import DEFAULT_POSE_MODEL, _emit_json, _progress, cli
+from .cli import DEFAULT_POSE_MODEL, _emit_json, _progress, cli, json_target
 
 
 @cli.command()
@@ -85,7 +85,7 @@ from .cli import DEFAULT_POSE_MODEL, _emit_json, _progress, cli
     metavar="WEIGHTS",
     help="Also time Ultralytics' predict on this .pt/.onnx (needs the export extra); repeatable.",
 )
-@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+@click.option("--json", "json_out", default=None, callback=json_target, help="Write the report here ('-' for stdout).")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Write the report as Markdown.")
 @click.option(
     "--plot",

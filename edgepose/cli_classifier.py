@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli import DEFAULT_POSE_MODEL, VERIFY_OPTION, _emit_json, _predictor_options, _progress, cli
+from .cli import DEFAULT_POSE_MODEL, VERIFY_OPTION, _emit_json, _predictor_options, _progress, cli, json_target
 from .errors import InputError, PartialFailure
 
 
@@ -124,7 +124,7 @@ def train(csv_paths: tuple[str, ...], out: str, kind: str, hidden: int, epochs: 
 @cli.command(name="eval")
 @click.argument("classifier", type=click.Path())
 @click.argument("csv_path", metavar="CSV", type=click.Path())
-@click.option("--json", "json_out", default=None, help="Write the report here ('-' for stdout).")
+@click.option("--json", "json_out", default=None, callback=json_target, help="Write the report here ('-' for stdout).")
 @VERIFY_OPTION
 def evaluate(classifier: str, csv_path: str, json_out: str | None, verify: bool) -> None:
     """Accuracy and confusion matrix of a classifier graph on a keypoint CSV."""

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from .cli import _emit_json, _progress, cli
+from .cli import _emit_json, _progress, cli, json_target
 from .cli_accuracy import print_accuracy
+from .errors import InputError
 
 
 @cli.command()
@@ -34,9 +35,8 @@ from .cli_accuracy import print_accuracy
 @click.option(
     "--keep-float",
     type=click.Choice(["head", "decode", "none"]),
-    default="head",
-    show_default=True,
-    help="INT8: what stays float. head: the decode arithmetic and each head branch's output conv; decode: the "
+    default=None,
+    help="INT8: what stays float (default head). head: the decode arithmetic and each head branch's output conv; decode: the "
     "decode arithmetic only (a little more drift); for onnx both also keep the stem conv and the "
     "attention's MatMul/Softmax float. none: everything quantised (measured: onnxruntime loses every keypoint).",
 )
@@ -61,7 +61,9 @@ from .cli_accuracy import print_accuracy
     help="With --int8 --data: refuse (and write nothing) if INT8 loses more than this many points of pose mAP50-95. "
     "openvino: NNCF first keeps the most sensitive ops float until the drop is met (slow: minutes per 100 images).",
 )
-@click.option("--imgsz", type=int, default=640, show_default=True, help="Input size (multiple of 32).")
+@click.option(
+    "--imgsz", type=int, default=None, help="Checkpoints: input size (a multiple of the stride; default 640)."
+)
 @click.option("--dynamic/--static", default=False, show_default=True, help="Dynamic input height/width.")
 @click.option(
     "--head",
@@ -73,9 +75,11 @@ from .cli_accuracy import print_accuracy
 )
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics' choice).")
 @click.option("--out", type=click.Path(file_okay=False), default="models", show_default=True)
-@click.option("--json", "json_out", default=None, help="Write the export report here ('-' for stdout).")
+@click.option(
+    "--json", "json_out", default=None, callback=json_target, help="Write the export report here ('-' for stdout)."
+)
 def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | None, keep_float: str, report: bool,
-           images: str | None, data: str | None, max_drop: float | None, imgsz: int, dynamic: bool,
+           images: str | None, data: str | None, max_drop: float | None, imgsz: int | None, dynamic: bool,
            head: str | None, opset: int | None, out: str, json_out: str | None) -> None:  # fmt: skip
     """Export a pose checkpoint (or convert an edgepose graph), each graph checked against its source."""
     from .errors import MissingExtraError
@@ -84,8 +88,12 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
         from .export.pipeline import export_model
     except ImportError as exc:
         raise MissingExtraError("export", exc.name or "a dependency") from None
+    if data is not None and not (int8 or report):
+        raise InputError("--data applies to --int8 (its accuracy gate) and --report")
+    if images is not None and not report:
+        raise InputError("--images applies to --report")
     reports = export_model(weights, format=fmt, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, half=half,
-                           int8=int8, calib=calib, keep_float=keep_float, head=head, data=data,
+                           int8=int8, calib=calib, keep_float=keep_float, head=head, data=data if int8 else None,
                            max_drop=max_drop)  # fmt: skip
     payload = []
     for item in reports:
@@ -109,12 +117,10 @@ def export(weights: str | None, fmt: str, half: bool, int8: bool, calib: str | N
             click.echo("  accuracy not measured: --data DATA.yaml measures it (and --max-drop D gates on it)",
                        err=json_out == "-")  # fmt: skip
         payload.append(item.to_dict())
-    if (
-        report
-        and len(reports)
-        and reports[-1].path != reports[-1].source
-        and "coord_max_abs_px" in reports[-1].fidelity
-    ):
+    if report and "coord_max_abs_px" not in reports[-1].fidelity:
+        click.echo("warning: --report measures pose graphs; a classifier's conversion is checked on its "
+                   "probabilities (above)", err=True)  # fmt: skip
+    elif report:
         from .compare import accuracy_report
         from .sources import list_images, sample_images
 

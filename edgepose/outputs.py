@@ -28,6 +28,19 @@ def refuse_folder(path: Path) -> None:
         raise InputError(f"cannot write {path}: it is a folder")
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before a long run, a result file that could not be written at its end: a folder's
+    name, or a place under a file or in a folder this process may not write. Nothing is made here."""
+    refuse_folder(path)
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: {parent} is not writable")
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temp file beside ``path`` and rename it into place (a device: in place)."""
     path = Path(path)

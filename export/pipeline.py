@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepose.errors import ExportError, InputError
-from edgepose.integrity import write_checksum
+from edgepose.integrity import sidecar, write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.outputs import output_folder
 
@@ -32,21 +32,23 @@ FORMATS = ("onnx", "openvino")
 def export_model(
     weights: str | os.PathLike | None = None,
     format: str = "onnx",
-    imgsz: int = 640,
+    imgsz: int | None = None,
     dynamic: bool = False,
     opset: int | None = None,
     out: str | os.PathLike = "models",
     half: bool = False,
     int8: bool = False,
     calib: str | os.PathLike | None = None,
-    keep_float: str = "head",
+    keep_float: str | None = None,
     head: str | None = None,
     data: str | os.PathLike | None = None,
     max_drop: float | None = None,
 ) -> list[ExportReport]:
     """Export and return one report per graph written (the ONNX source first, then what derives from it).
 
-    ``head`` is the head form of a checkpoint's graph (``export_pose``); a graph keeps its own.
+    ``head``, ``imgsz`` (default 640), ``opset`` and ``dynamic`` shape a checkpoint's graph
+    (``export_pose``); a graph keeps its own. ``calib``, ``keep_float`` (default "head") and ``data``
+    are INT8's.
     With ``int8`` and ``data`` (a YOLO pose dataset yaml) the INT8 graph's pose mAP50-95 is
     measured against its FP32 source before it is written (``accuracy_gate``); ``max_drop``
     (points) refuses it, writing nothing, when it loses more; on the OpenVINO route ``max_drop``
@@ -59,6 +61,18 @@ def export_model(
         raise InputError("--half applies to --format openvino (FP16 IR weights)")
     if dynamic and (int8 or format == "openvino"):
         raise InputError("OpenVINO and INT8 export start from a static ONNX graph; leave out --dynamic")
+    if weights is not None and Path(weights).suffix == ".onnx":
+        given = [
+            flag for flag, value in (("--imgsz", imgsz), ("--opset", opset), ("--head", head)) if value is not None
+        ]
+        if given:
+            raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to checkpoints; "
+                             f"{Path(weights).name} keeps the "
+                             f"{'form' if given == ['--head'] else 'shape'} it was exported with")  # fmt: skip
+    if not int8 and (given := [flag for flag, value in (("--calib", calib), ("--keep-float", keep_float),
+                                                         ("--data", data)) if value is not None]):  # fmt: skip
+        raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --int8")
+    keep_float = keep_float or "head"
     if keep_float not in KEEP_FLOAT:
         raise InputError(f"unknown keep_float '{keep_float}' (choose from {', '.join(KEEP_FLOAT)})")
     if max_drop is not None and not (int8 and data):
@@ -75,69 +89,79 @@ def export_model(
             log.warning(f"--data and --calib share {shared} image(s): the drop measured on them is "
                         "optimistic (the INT8 ranges were fitted to them); calibrate on other images")  # fmt: skip
     out = Path(out)
+    derive = dict(format=format, half=half, int8=int8, calib=calib, keep_float=keep_float, data=data,
+                  max_drop=max_drop)  # fmt: skip
     with output_folder(out):  # a failed export removes the folder it made, left empty
-        reports: list[ExportReport] = []
         if weights is not None and Path(weights).suffix == ".onnx":
             source = Path(weights)
             if not source.is_file():
                 raise InputError(f"no such file: {source}")
             if format == "onnx" and not int8:
                 raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
-            if head is not None:
-                raise InputError(
-                    f"--head applies to checkpoints; {source.name} keeps the head form it was exported with"
-                )
-        else:
-            reports.append(export_pose(weights, imgsz=imgsz, dynamic=dynamic, opset=opset, out=out, head=head))
-            source = Path(reports[0].path)
+            return [_derive(source, out, **derive)]
+        checkpoint = dict(imgsz=imgsz or 640, dynamic=dynamic, opset=opset, head=head)
         if format == "onnx" and not int8:
-            return reports
-        start = time.perf_counter()
-        from .openvino import onnx_metadata, read_onnx, save_ir
+            return [export_pose(weights, out=out, **checkpoint)]
+        # The checkpoint's ONNX graph goes into place only once what derives from it is written: an
+        # INT8 graph refused by --max-drop leaves nothing behind, and an older graph of that name stays.
+        staging = Path(tempfile.mkdtemp(prefix=".edgepose-onnx-", dir=out))
+        try:
+            first = export_pose(weights, out=staging, **checkpoint)
+            derived = _derive(Path(first.path), out, **derive)
+            final = out / Path(first.path).name
+            os.replace(first.path, final)
+            os.replace(sidecar(Path(first.path)), sidecar(final))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        first.path = derived.source = str(final)
+        return [first, derived]
 
-        props = onnx_metadata(source)
-        pose = parse_value(props["task"]) == "pose"
-        if int8 and not pose:
-            raise InputError("--int8 applies to pose graphs; a classifier graph is already tiny")
-        meta = ModelMeta.parse(props, source=str(source)) if pose else None
-        tensors, parity = [], None
-        if pose:
-            assert meta is not None
-            exported = parse_value(props.get("export_settings", "{}"))
-            shape = exported.get("imgsz") or max(meta.imgsz)
-            if exported.get("dynamic"):
-                raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
-            parity, _ = parity_input(int(shape), False, meta.stride)
-            if int8:
-                from .quantize import calibration_tensors
 
-                tensors = calibration_tensors(calib, meta, (int(shape), int(shape)))
-        gate = None
-        if int8 and data is not None:
+def _derive(source: Path, out: Path, format: str, half: bool, int8: bool, calib: str | os.PathLike | None,
+            keep_float: str, data: str | os.PathLike | None, max_drop: float | None) -> ExportReport:  # fmt: skip
+    """The OpenVINO IR and/or INT8 graph of an edgepose ONNX graph, written into ``out``, with its drift
+    from ``source`` (and, with ``data``, its accuracy against it)."""
+    start = time.perf_counter()
+    from .openvino import onnx_metadata, read_onnx, save_ir
 
-            def gate(candidate: Path) -> dict[str, Any]:
-                return accuracy_gate(source, candidate, str(data), max_drop, len(tensors))
+    props = onnx_metadata(source)
+    pose = parse_value(props["task"]) == "pose"
+    if int8 and not pose:
+        raise InputError("--int8 applies to pose graphs; a classifier graph is already tiny")
+    meta = ModelMeta.parse(props, source=str(source)) if pose else None
+    tensors, parity = [], None
+    if pose:
+        assert meta is not None
+        if parse_value(props.get("export_settings", "{}")).get("dynamic"):
+            raise InputError("INT8 and OpenVINO export start from a static ONNX graph; export without --dynamic")
+        parity, _ = parity_input(meta.imgsz, False, meta.stride)  # a static graph's (height, width)
+        if int8:
+            from .quantize import calibration_tensors
 
-        if format == "onnx":
-            path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float, gate)
+            tensors = calibration_tensors(calib, meta, meta.imgsz)
+    gate = None
+    if int8 and data is not None:
+
+        def gate(candidate: Path) -> dict[str, Any]:
+            return accuracy_gate(source, candidate, str(data), max_drop, len(tensors))
+
+    if format == "onnx":
+        path, fidelity, settings = _int8_onnx(source, out, tensors, parity, meta, keep_float, gate)
+    else:
+        precision = "int8" if int8 else "fp16" if half else "fp32"
+        if int8:
+            from .quantize import quantize_ir
+
+            model, settings = quantize_ir(source, tensors, keep_float, None if data is None else str(data), max_drop)
         else:
-            precision = "int8" if int8 else "fp16" if half else "fp32"
-            if int8:
-                from .quantize import quantize_ir
-
-                model, settings = quantize_ir(
-                    source, tensors, keep_float, None if data is None else str(data), max_drop
-                )
-            else:
-                model, settings = read_onnx(source), {}
-            path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
-        artefact = next(path.glob("*.xml")) if path.is_dir() else path
-        reports.append(ExportReport(
-            path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
-            settings={"format": format, "precision": "int8" if int8 else "fp16" if half else "fp32", **settings},
-            fidelity=fidelity, seconds=round(time.perf_counter() - start, 2),
-        ))  # fmt: skip
-        return reports
+            model, settings = read_onnx(source), {}
+        path, fidelity = save_ir(model, source, out, precision, settings, parity, gate)
+    artefact = next(path.glob("*.xml")) if path.is_dir() else path
+    return ExportReport(
+        path=str(path), sha256=sha256_file(artefact), source=str(source), source_sha256=sha256_file(source),
+        settings={"format": format, "precision": "int8" if int8 else "fp16" if half else "fp32", **settings},
+        fidelity=fidelity, seconds=round(time.perf_counter() - start, 2),
+    )  # fmt: skip
 
 
 def accuracy_gate(source: Path, candidate: Path, data: str, max_drop: float | None, calibration: int) -> dict[str, Any]:

@@ -7,10 +7,12 @@ model's on a real photo. The file appears in ``out`` only when all of that passe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgepose import __version__
-from edgepose.errors import ExportError, MissingExtraError, first_line
+from edgepose.errors import ExportError, InputError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, sha256_file
 from edgepose.outputs import output_folder
@@ -101,10 +103,12 @@ def torch_reference(model: Any, tensor: np.ndarray, form: str, nms: dict[str, fl
     return rows[None].astype(np.float32)
 
 
-def parity_input(imgsz: int, dynamic: bool, stride: int) -> tuple[np.ndarray, str]:
-    """The network input of the parity check: a bundled real photo, letterboxed by the runtime's own code."""
+def parity_input(imgsz: int | tuple[int, int], dynamic: bool, stride: int) -> tuple[np.ndarray, str]:
+    """The network input of the parity check: a bundled real photo, letterboxed by the runtime's own
+    code to ``imgsz`` (a side, or a static graph's (height, width))."""
     image_path = sample_images()[0]
-    tensor, _ = letterbox_tensor(read_image(image_path), (imgsz, imgsz), stride=stride, auto=dynamic)
+    shape = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    tensor, _ = letterbox_tensor(read_image(image_path), shape, stride=stride, auto=dynamic)
     return tensor, image_path.name
 
 
@@ -298,9 +302,15 @@ def export_pose(
         raise ExportError(f"unknown head form '{head}' (choose from {', '.join(HEAD_FORMS)})")
     _require_export_extra()
     import onnx
+    from torch.onnx import _constants as onnx_constants
 
     from .reference import repair_torchvision
 
+    # Ultralytics exports with torch's TorchScript exporter: outside its opsets, torch fails after
+    # printing its whole IR graph on stdout
+    low, high = onnx_constants.ONNX_MIN_OPSET, onnx_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    if opset is not None and not low <= opset <= high:
+        raise InputError(f"opset must be between {low} and {high} (torch's ONNX exporter), got {opset}")
     repair_torchvision()  # embedded NMS traces torchvision.ops.nms, which CPU torch's torchvision cannot load
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
@@ -323,6 +333,9 @@ def export_pose(
                 raise ExportError(f"{source} is not an Ultralytics checkpoint: {first_line(exc)}") from None
             if yolo.task != "pose":
                 raise ExportError(f"{source} is a '{yolo.task}' model, not a pose model")
+            stride = int(max(yolo.model.stride))
+            if imgsz % stride:
+                raise ExportError(f"imgsz must be a multiple of {source.name}'s stride {stride}, got {imgsz}")
             form = head or default_head(yolo.model)
             if form == "nms-free" and not has_one_to_one_head(yolo.model):
                 raise ExportError(
@@ -333,12 +346,13 @@ def export_pose(
                 "iou": 0.7,
                 "max_det": 300,
             }  # embedded NMS: Ultralytics' defaults, baked into the graph
-            tensor, parity_image = parity_input(imgsz, dynamic, int(max(yolo.model.stride)))
+            tensor, parity_image = parity_input(imgsz, dynamic, stride)
             reference = torch_reference(yolo.model, tensor, form, nms)
-            try:
-                exported = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True,
-                                            device="cpu", nms={"raw": None, "nms-free": False, "embedded-nms": True}[form],
-                                            **(nms if form == "embedded-nms" else {})))  # fmt: skip
+            try:  # stdout is for --json - (a failing torch export prints its IR graph there)
+                with contextlib.redirect_stdout(sys.stderr):
+                    exported = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, opset=opset, simplify=True,
+                                                device="cpu", nms={"raw": None, "nms-free": False, "embedded-nms": True}[form],
+                                                **(nms if form == "embedded-nms" else {})))  # fmt: skip
             except Exception as exc:
                 raise ExportError(f"Ultralytics' ONNX export failed: {first_line(exc)}") from None
 
@@ -386,6 +400,9 @@ def export_pose(
             final = out / f"{source.stem}.onnx"
             os.replace(staged, final)
             write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
+            if source.parent.resolve() == work.resolve():  # downloaded: kept beside the graph, as its source
+                kept = out / source.name
+                source = Path(shutil.move(source, kept)) if not kept.exists() else Path(source.name)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return ExportReport(

@@ -90,10 +90,12 @@ def calibration_images(calib: str | os.PathLike) -> Iterator[np.ndarray]:
         return
     video = VideoSource(path)
     try:
-        step = max(1, (video.frame_count or 0) // CALIBRATION_VIDEO_FRAMES)
+        count = video.frame_count or 0  # 0 where the container does not say: its first frames
+        wanted = np.linspace(0, count - 1, CALIBRATION_VIDEO_FRAMES).round().astype(int).tolist()
+        wanted = set(wanted) if count > CALIBRATION_VIDEO_FRAMES else None
         kept = index = 0
         while kept < CALIBRATION_VIDEO_FRAMES and video.grab():
-            if index % step == 0 and (image := video.retrieve()) is not None:
+            if (wanted is None or index in wanted) and (image := video.retrieve()) is not None:
                 kept += 1
                 yield image
             index += 1
@@ -235,7 +237,7 @@ def quantize_onnx(source: Path, target: Path, tensors: list[np.ndarray], keep_fl
                             nodes_to_exclude=excluded, extra_options={"CalibMovingAverage": True})  # fmt: skip
         except Exception as exc:  # onnxruntime.quantization raises assorted types
             raise ExportError(f"onnxruntime quantisation failed: {first_line(exc)}") from None
-    return {"route": "onnxruntime.quantization", "format": "QDQ", "weights": "int8 per-channel",
+    return {"route": "onnxruntime.quantization", "quant_format": "QDQ", "weights": "int8 per-channel",
             "activations": "uint8", "calibration": "MinMax, mean over images", "images": len(tensors),
             "keep_float": keep_float, "float_nodes": len(excluded)}  # fmt: skip
 

@@ -463,6 +463,37 @@ def _(ctx: Ctx):
     return ["export", "--weights", weights, "--out", ctx.out / "models"], lambda: export_model(weights, out=ctx.out)
 
 
+@row("export-opset-out-of-range", 3, "opset must be between 7 and 20 (torch's ONNX exporter), got 99")
+def _(ctx: Ctx):  # torch printed its whole IR graph on stdout, then Ultralytics' error
+    from edgepose.export.pipeline import export_model
+
+    return ["export", "--opset", 99, "--out", ctx.out], lambda: export_model(opset=99, out=ctx.out)
+
+
+@row("export-imgsz-for-a-graph", 3, "--imgsz, --opset apply to checkpoints; pose.onnx keeps the shape")
+def _(ctx: Ctx):  # a graph has its input size: the IR came out at the graph's, the option unread
+    from edgepose.export.pipeline import export_model
+
+    graph = ctx.file("pose.onnx", ctx.yolo11_onnx.read_bytes())
+    return (["export", "--weights", graph, "--format", "openvino", "--imgsz", 320, "--opset", 11, "--out", ctx.out],
+            lambda: export_model(graph, format="openvino", imgsz=320, opset=11, out=ctx.out))  # fmt: skip
+
+
+@row("export-calibration-without-int8", 3, "--calib, --keep-float apply to --int8")
+def _(ctx: Ctx):  # an FP32 export that silently did not use them
+    from edgepose.export.pipeline import export_model
+
+    return (["export", "--calib", ctx.tmp, "--keep-float", "none", "--out", ctx.out],
+            lambda: export_model(calib=ctx.tmp, keep_float="none", out=ctx.out))  # fmt: skip
+
+
+@row("export-json-is-a-folder", 3, "it is a folder")
+def _(ctx: Ctx):  # found as the command line is read, not after the export has written its graph
+    folder = ctx.tmp / "reports"
+    folder.mkdir()
+    return ["export", "--json", folder, "--out", ctx.out], None
+
+
 @pytest.fixture(scope="module")
 def segment_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real Ultralytics *segmentation* graph (YOLOv8n-seg architecture), to be refused as not-pose."""

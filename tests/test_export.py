@@ -93,6 +93,17 @@ def test_bad_imgsz_is_refused(tmp_path: Path) -> None:
         export_pose(imgsz=333, out=tmp_path)
 
 
+def test_imgsz_off_a_stride_64_checkpoint_is_refused(tmp_path: Path) -> None:
+    """A P6 model (stride 64) at 352, a multiple of 32 only: torch's trace failed on mismatched tensor sizes."""
+    from ultralytics import YOLO
+
+    checkpoint = tmp_path / "yolov8n-pose-p6.pt"
+    YOLO("yolov8n-pose-p6.yaml").save(str(checkpoint))
+    with pytest.raises(ExportError, match="imgsz must be a multiple of yolov8n-pose-p6.pt's stride 64, got 352"):
+        export_pose(checkpoint, imgsz=352, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_last_axis_dfl_gives_the_same_numbers_as_ultralytics_graph(
     yolo11_weights: Path, samples: list[Path], tmp_path: Path, dynamic: bool
