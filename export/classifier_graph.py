@@ -22,7 +22,7 @@ from edgepose import __version__
 from edgepose.classifier import CLASSIFIER_TASK
 from edgepose.keypoints import COCO_FLIP_INDEX, COCO_KEYPOINTS
 
-from .pose import set_metadata
+from .graph_edits import set_metadata
 
 CONF_THRESHOLD = 0.5  # below this a keypoint counts as missing, as Ultralytics' xyn zeroes it
 BODY = np.arange(5, 17)  # shoulders to ankles: the points drop-out removes

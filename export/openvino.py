@@ -23,7 +23,8 @@ from edgepose.errors import ExportError, MissingExtraError, first_line
 from edgepose.integrity import write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 
-from .pose import gather_nd_topk, graph_drift, run_onnx
+from .graph_edits import gather_nd_topk
+from .pose import graph_drift, run_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -21,7 +21,8 @@ from edgepose.integrity import sidecar, write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.outputs import output_folder
 
-from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx, set_metadata
+from .graph_edits import set_metadata
+from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx
 from .quantize import KEEP_FLOAT
 
 log = logging.getLogger("edgepose")

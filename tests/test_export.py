@@ -116,7 +116,7 @@ def test_last_axis_dfl_gives_the_same_numbers_as_ultralytics_graph(
     import onnxruntime as ort
     from ultralytics import YOLO
 
-    from edgepose.export.pose import last_axis_dfl
+    from edgepose.export.graph_edits import last_axis_dfl
     from edgepose.preprocess import letterbox_tensor
     from edgepose.sources import read_image
 

@@ -171,7 +171,7 @@ def test_classifier_refuses_a_custom_layout(custom_weights: dict[str, Path], tmp
 
 
 def _rewrite(graph: Path, target: Path, drop: tuple[str, ...] = (), set_: dict[str, str] | None = None) -> Path:
-    from edgepose.export.pose import set_metadata
+    from edgepose.export.graph_edits import set_metadata
 
     model = onnx.load(str(graph))
     set_metadata(model, {p.key: p.value for p in model.metadata_props if p.key not in drop} | (set_ or {}))
