@@ -41,6 +41,7 @@ class Backend(Protocol):
     name: str
     metadata: dict[str, str]
     input_shape: tuple[int | None, int | None]  # (h, w); None where the graph is dynamic
+    input_batch: int | None  # images a call takes where the graph fixes it (Ultralytics' export(batch=N))
     output_shape: tuple[int | None, ...]  # the head output's dims; None where dynamic
     providers: list[str]
     engine: dict[str, Any]  # what runs (``describe_engine``): provider, device, requested vs compiled precision
@@ -111,6 +112,7 @@ class OnnxRuntimeBackend:
         self.input_name = inp.name
         h, w = inp.shape[2:4] if len(inp.shape) == 4 else (None, None)
         self.input_shape = (_fixed(h), _fixed(w))
+        self.input_batch = _fixed(inp.shape[0]) if inp.shape else None
         out = self.session.get_outputs()[0]
         self.output_names = [out.name]
         self.output_shape = tuple(_fixed(d) for d in out.shape)
@@ -208,6 +210,7 @@ class OpenVinoBackend:
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.input_shape = (dims[2], dims[3]) if len(dims) == 4 else (None, None)
+        self.input_batch = dims[0] if dims else None
         out = model.outputs[0].get_partial_shape()
         self.output_shape = tuple(d.get_length() if d.is_static else None for d in out)
         self.engine = self._compiled_engine(device, precision)

@@ -39,10 +39,11 @@ def val(data: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: f
         json_out: str | None) -> None:  # fmt: skip
     """Pose and box mAP on a YOLO-format pose dataset, computed as 'yolo val pose' does."""
     from .predictor import load
-    from .val import evaluate, load_dataset
+    from .val import evaluate, load_dataset, require_keypoints
 
     images, spec = load_dataset(data, split)
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    require_keypoints(len(predictor.keypoint_names), spec)
     _announce_engine(predictor)
     metrics = evaluate(predictor, images, spec, conf=conf, progress=lambda x: _progress(list(x), "val"))
     metrics = {"model": model, "data": data, **metrics}

@@ -31,7 +31,7 @@ def image_size(data: bytes | memoryview) -> tuple[int, int] | None:
             return _webp_size(head)
         if head[:2] == b"BM":
             return _bmp_size(head)
-        if head[:4] in (b"II*\x00", b"MM\x00*"):
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF (43)
             return _tiff_size(data)
         if match := _PNM.match(head):
             return int(match[1]), int(match[2])
@@ -85,13 +85,18 @@ def _bmp_size(head: bytes) -> tuple[int, int]:
 
 def _tiff_size(data: bytes | memoryview) -> tuple[int, int] | None:
     order = "<" if bytes(data[:2]) == b"II" else ">"
-    (ifd,) = struct.unpack(order + "I", bytes(data[4:8]))
-    (count,) = struct.unpack(order + "H", bytes(data[ifd : ifd + 2]))
+    big = data[2 if order == "<" else 3] == 43  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+    offset, count_format, entry, rest = (8, "Q", 20, "HHQ8s") if big else (4, "H", 12, "HHI4s")
+    (ifd,) = struct.unpack(order + ("Q" if big else "I"), bytes(data[offset : offset + (8 if big else 4)]))
+    width = struct.calcsize(count_format)
+    (count,) = struct.unpack(order + count_format, bytes(data[ifd : ifd + width]))
     found: dict[int, int] = {}
-    for i in range(count):
-        tag, kind, _, value = struct.unpack(order + "HHI4s", bytes(data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]))
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
+    for i in range(min(count, 4096)):
+        at = ifd + width + entry * i
+        tag, kind, _, value = struct.unpack(order + rest, bytes(data[at : at + entry]))
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or (BigTIFF) LONG8
+            size = {3: "H", 16: "Q"}.get(kind, "I")
+            found[tag] = struct.unpack(order + size, value[: struct.calcsize(size)])[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 

@@ -123,6 +123,9 @@ class PosePredictor:
     def _input_geometry(self, imgsz: int | None) -> tuple[tuple[int, int], bool]:
         fixed = self.backend.input_shape
         stride = self.meta.stride
+        if (self.backend.input_batch or 1) > 1:
+            raise ModelError(f"{self.model_path.name} takes a fixed batch of {self.backend.input_batch} images; "
+                             "edgepose runs one image a call: export it with batch 1 (or dynamic)")  # fmt: skip
         if imgsz is not None and imgsz < stride:
             raise InputError(f"imgsz must be at least the stride {stride}, got {imgsz}")
         if fixed[0] and fixed[1]:

@@ -26,9 +26,12 @@ def pixel_limit() -> int:
     """The decoded-pixel limit: ``EDGEPOSE_MAX_PIXELS`` if set, else ``DEFAULT_MAX_PIXELS``."""
     value = os.environ.get("EDGEPOSE_MAX_PIXELS", "")
     try:
-        return int(float(value)) if value else DEFAULT_MAX_PIXELS
-    except ValueError:
-        raise InputError(f"EDGEPOSE_MAX_PIXELS must be a number of pixels, got {value!r}") from None
+        limit = int(float(value)) if value else DEFAULT_MAX_PIXELS
+        if limit < 1:
+            raise ValueError
+        return limit
+    except (ValueError, OverflowError):  # inf overflows int()
+        raise InputError(f"EDGEPOSE_MAX_PIXELS must be a whole number of pixels >= 1, got {value!r}") from None
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
@@ -96,7 +99,9 @@ class ImageFolder(Sequence[Path]):
     def _names(self) -> Iterator[bytes]:
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                # hidden names (macOS's ._photo.jpg beside photo.jpg) are no photos, as Ultralytics skips them
+                if (not entry.name.startswith(".") and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+                        and entry.is_file()):  # fmt: skip
                     yield os.fsencode(entry.name)
 
     def __len__(self) -> int:

@@ -113,9 +113,10 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
             raise InputError(f"{data_yaml}: '{split}' must name folders or .txt lists, got {entry!r}")
         where = root / entry
         if where.is_dir():
-            images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                             and not any(part.startswith(".") for part in p.relative_to(where).parts))  # fmt: skip
         elif where.suffix == ".txt" and where.is_file():
-            images += [root / line.strip() for line in where.read_text().splitlines() if line.strip()]
+            images += _listed_images(where, root)
         else:
             raise InputError(f"{data_yaml}: '{split}' points to {where}, which does not exist")
     if not images:
@@ -124,6 +125,22 @@ def load_dataset(data_yaml: str | os.PathLike, split: str = "val") -> tuple[list
     for image in images:  # every label file checked now: a bad one fails before the model loads, not mid-run
         _label_rows(image, spec.shape, classes)
     return images, spec
+
+
+def _listed_images(listing: Path, root: Path) -> list[Path]:
+    """The images a .txt list names, read as Ultralytics reads it: a line "./x" is relative to the
+    list's own folder, other lines not naming an image are left out; this side also takes a relative
+    line from the dataset's root. Each must exist: a missing one fails now, not mid-run."""
+    images = []
+    for line in listing.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+        line = line.strip()
+        if Path(line).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        image = listing.parent / line[2:] if line.startswith("./") else root / line
+        if not image.is_file():
+            raise InputError(f"{listing}: no such image {image}")
+        images.append(image)
+    return images
 
 
 def _class_count(data: dict[str, Any], source: str) -> int | None:
@@ -151,7 +168,7 @@ def _label_rows(image: Path, kpt_shape: tuple[int, int], classes: int | None = N
     k, d = kpt_shape
     path = _label_path(image)
     try:
-        text = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
+        text = path.read_bytes().decode("utf-8-sig", "replace") if path.is_file() else ""
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:  # an empty or blank file: no persons, as Ultralytics reads it
@@ -164,7 +181,12 @@ def _label_rows(image: Path, kpt_shape: tuple[int, int], classes: int | None = N
         raise InputError(f"{path}: values must be finite and class ids whole numbers >= 0")
     if classes is not None and len(rows) and rows[:, 0].max() >= classes:
         raise InputError(f"{path}: class {int(rows[:, 0].max())} is not among the dataset's {classes} classes")
-    return rows
+    if len(rows) and (rows[:, 5:].reshape(len(rows), k, d)[..., :2].max() > 1.01
+                      or not (rows.min() >= 0 or (rows.min() >= -0.01 and rows[:, 3:5].min() >= 0))):  # fmt: skip
+        raise InputError(f"{path}: keypoints beyond 1 or negative values: not normalised YOLO labels "
+                         "(Ultralytics drops such an image as corrupt)")  # fmt: skip
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return rows[np.sort(first)]  # a repeated row is one person, as Ultralytics reads it
 
 
 def read_labels(image: Path, width: int, height: int, kpt_shape: tuple[int, int]) -> Sample:
@@ -264,6 +286,13 @@ class ImageMatches:
         return len(self.target_classes)
 
 
+def require_keypoints(count: int, spec: KeypointSpec) -> None:
+    """Refuse a model whose persons have ``count`` keypoints for a dataset labelled with another number."""
+    if count != spec.shape[0]:
+        raise InputError(f"the model gives {count} keypoints a person, the dataset labels {spec.shape[0]} "
+                         f"(kpt_shape {list(spec.shape)}): not a model for this dataset")  # fmt: skip
+
+
 def match_images(
     predictor: Detector,
     images: Iterable[Path],
@@ -279,6 +308,7 @@ def match_images(
         scored = gt.classes < len(predictor.names)  # as Ultralytics' val of a model with fewer classes
         boxes_gt, kpts_gt, cls_gt = gt.boxes[scored], gt.keypoints[scored], gt.classes[scored]
         det = predictor.detect(image, conf=conf, clip=False)
+        require_keypoints(det.keypoints.shape[1], spec)
         order = np.argsort(-det.scores, kind="stable")
         boxes, kpts, scores, classes = det.boxes[order], det.keypoints[order], det.scores[order], det.classes[order]
         classes = classes.astype(np.int64)

@@ -33,7 +33,7 @@ from edgepose.errors import ExportError, InputError, ModelError, PartialFailure
 from edgepose.keypoint_csv import columns, read_table
 from edgepose.outputs import write_json
 from edgepose.sources import list_images, read_image
-from edgepose.val import box_iou, load_dataset
+from edgepose.val import box_iou, evaluate, load_dataset
 
 from .conftest import ROOT, assert_one_line_error, edgepose_cli
 
@@ -186,6 +186,14 @@ def _(ctx: Ctx):
     return ctx.predict(src), lambda: ctx.load()(src)
 
 
+@row("decompression-bomb-bigtiff", 3, "image too large: 12000x12000 is over the limit of 134217728 pixels")
+def _(ctx: Ctx):  # its header was not read (only classic TIFF's), so OpenCV decoded it: 1.1 GB for 288 KB
+    entries = [(256, 4, 1, 12000), (257, 4, 1, 12000)]  # ImageWidth, ImageLength (LONG)
+    ifd = struct.pack("<Q", len(entries)) + b"".join(struct.pack("<HHQQ", *e) for e in entries) + bytes(8)
+    src = ctx.file("bomb.tif", b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + ifd)
+    return ctx.predict(src), lambda: ctx.load()(src)
+
+
 @row("empty-folder", 3, "no images in folder")
 def _(ctx: Ctx):
     (ctx.tmp / "empty").mkdir()
@@ -240,6 +248,16 @@ def _(ctx: Ctx):
 def _(ctx: Ctx):
     model = with_metadata(ctx.yolo11_onnx, ctx.tmp / "pose.onnx", "kpt_shape", "17")
     return ctx.predict(ctx.samples[0], model=model), lambda: ctx.load(model=model)
+
+
+@row("model-fixed-batch-of-2", 4, "takes a fixed batch of 2 images; edgepose runs one image a call")
+def _(ctx: Ctx):  # as Ultralytics' export(batch=2) makes it: it failed on the first image as 'unexpected'
+    import onnx
+
+    graph = onnx.load(str(ctx.yolo11_onnx))
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    onnx.save(graph, str(ctx.tmp / "pose.onnx"))
+    return ctx.predict(ctx.samples[0], model=ctx.tmp / "pose.onnx"), lambda: ctx.load(model=ctx.tmp / "pose.onnx")
 
 
 @row("classifier-malformed-metadata", 4, "has malformed classifier metadata (ValueError")
@@ -447,6 +465,28 @@ def _(ctx: Ctx):
 def _(ctx: Ctx):
     data = val_dataset(ctx, "1 0.5 0.5 0.2 0.4" + " 0.5 0.5 2" * 17 + "\n")
     return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("val-label-not-normalised", 3, "bus.txt: keypoints beyond 1 or negative values: not normalised")
+def _(ctx: Ctx):  # pixel coordinates: Ultralytics drops the image as corrupt; scored, it would match nothing
+    data = val_dataset(ctx, "0 0.5 0.5 0.2 0.4" + " 320 240 2" * 17 + "\n")
+    return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("val-listed-image-missing", 3, "val.txt: no such image")
+def _(ctx: Ctx):  # found before the model loads, not when the run reaches it
+    data = val_dataset(ctx, "")
+    ctx.file("ds/val.txt", "./images/val/bus.jpg\n./images/val/gone.jpg\n")
+    data.write_text(data.read_text().replace("val: images/val", "val: val.txt"))
+    return ["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"], lambda: load_dataset(data)
+
+
+@row("val-model-for-other-keypoints", 3, "the model gives 17 keypoints a person, the dataset labels 5")
+def _(ctx: Ctx):  # the 17-point model on a 5-point face dataset: it failed as an unexpected broadcast error
+    data = val_dataset(ctx, "0 0.5 0.5 0.2 0.4" + " 0.5 0.5" * 5 + "\n")
+    data.write_text(data.read_text().replace("kpt_shape: [17, 3]", "kpt_shape: [5, 2]"))
+    return (["val", data, "-m", ctx.yolo11_onnx, "--json", ctx.out / "m.json"],
+            lambda: evaluate(ctx.load(), *load_dataset(data)))  # fmt: skip
 
 
 @row("val-names-and-nc-disagree", 3, "names holds 1 classes but nc is 2")
@@ -692,6 +732,9 @@ def test_pixel_limit_is_configurable(yolo11_onnx: Path, samples: list[Path], tmp
     assert_one_line_error(proc, 3, "image too large: 810x1080 is over the limit of 100000 pixels")
     with pytest.raises(InputError, match="over the limit of 1000 pixels"):
         read_image(samples[0], max_pixels=1000)
+    for value in ("inf", "-5", "lots"):  # inf was an unexpected OverflowError; -5 refused every photo as too large
+        proc = edgepose_cli("predict", samples[0], "-m", yolo11_onnx, env={**os.environ, "EDGEPOSE_MAX_PIXELS": value})
+        assert_one_line_error(proc, 3, f"EDGEPOSE_MAX_PIXELS must be a whole number of pixels >= 1, got '{value}'")
 
 
 # ---- folders: bad files are reported and skipped, the rest processed ----------------------------
@@ -703,6 +746,7 @@ def test_folder_mixing_images_and_other_files(yolo11_onnx: Path, samples: list[P
     (tmp_path / "notes.txt").write_text("not an image, not an image suffix")
     (tmp_path / "README").write_text("no suffix")
     (tmp_path / "sub.jpg").mkdir()  # a folder with an image suffix
+    (tmp_path / f"._{samples[0].name}").write_bytes(b"\x00\x05\x16\x07")  # macOS's AppleDouble: hidden, no photo
     proc = edgepose_cli("predict", tmp_path, "-m", yolo11_onnx, "--json", "-")
     assert proc.returncode == 0 and proc.stderr == ENGINE_LINE, proc.stderr
     assert [Path(r["image"]).name for r in json.loads(proc.stdout)] == ["bus.jpg", "zidane.jpg"]
