@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import InputError
-from edgepose.keypoint_csv import KeypointTable, hash_distance, read_table, table_from_images
+from edgepose.keypoint_csv import KeypointTable, near_copies, read_table, table_from_images
 
 SEED_SPLIT = {"test_size": 0.2, "random_state": 2022}
 SPLIT_RULE = ("CSVs split together: rows linked by label and image name or near-copy hashes stay on one side; the "
@@ -113,8 +113,7 @@ def content_groups(hashes: list[str]) -> np.ndarray:
     """One group id per row: rows linked by a chain of near-copy hashes share it (over the distinct
     hashes: the persons of one photo share its hash)."""
     unique, inverse = np.unique(hashes, return_inverse=True)
-    close = np.nonzero(hash_distance(list(unique)) <= NEAR_COPY_BITS)
-    return components(len(unique), zip(close[0].tolist(), close[1].tolist()))[inverse.reshape(-1)]
+    return components(len(unique), near_copies(list(unique), NEAR_COPY_BITS))[inverse.reshape(-1)]
 
 
 def components(count: int, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
