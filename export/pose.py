@@ -143,28 +143,34 @@ def head_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int, nc: int) -
 def rows_drift(got: np.ndarray, reference: np.ndarray, kpt_dims: int) -> dict[str, Any]:
     """Max/mean absolute difference between two post-NMS outputs [1, max_det, 6 + K*D].
 
-    Each reference detection scoring above 0.01 (the best 200 at most: the top-k's tail can swap
-    in and out on near ties) is paired with the graph's row whose box is nearest; their boxes and
-    keypoints are compared in input pixels, their scores as probabilities."""
+    Each detection of either output scoring above 0.01 (the best 200 at most: the top-k's tail can
+    swap in and out on near ties) is paired with the other output's row whose box is nearest, so a
+    detection only one side has shows as drift; paired boxes and keypoints are compared in input
+    pixels, their scores as probabilities."""
     got, ref = got[0], reference[0]
     if got.shape[-1] != ref.shape[-1]:
         raise ExportError(f"exported graph's output {got.shape} differs from its source's {ref.shape}")
-    ref = ref[np.argsort(-ref[:, 4], kind="stable")][:200]
-    ref = ref[ref[:, 4] > 0.01]
-    if not len(ref):
-        return {"detections_compared": 0, "coord_max_abs_px": 0.0, "coord_mean_abs_px": 0.0, "score_max_abs": 0.0}
-    pair = got[np.abs(ref[:, None, :4] - got[None, :, :4]).sum(-1).argmin(1)]
     k = (ref.shape[-1] - 6) // kpt_dims
-    kpts_ref, kpts_got = ref[:, 6:].reshape(-1, k, kpt_dims), pair[:, 6:].reshape(-1, k, kpt_dims)
-    coord = np.concatenate(
-        [np.abs(ref[:, :4] - pair[:, :4]).ravel(), np.abs(kpts_ref[..., :2] - kpts_got[..., :2]).ravel()]
-    )
-    score = np.abs(ref[:, 4] - pair[:, 4])
-    if kpt_dims == 3:
-        score = np.concatenate([score, np.abs(kpts_ref[..., 2] - kpts_got[..., 2]).ravel()])
+    coords, scores, classes_equal, compared = [], [], True, 0
+    for rows, other in ((ref, got), (got, ref)):
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")][:200]
+        rows = rows[rows[:, 4] > 0.01]
+        if not len(rows):
+            continue
+        compared = compared or len(rows)  # the reference's count, where it has any
+        pair = other[np.abs(rows[:, None, :4] - other[None, :, :4]).sum(-1).argmin(1)]
+        kpts, kpts_pair = rows[:, 6:].reshape(-1, k, kpt_dims), pair[:, 6:].reshape(-1, k, kpt_dims)
+        coords += [np.abs(rows[:, :4] - pair[:, :4]).ravel(), np.abs(kpts[..., :2] - kpts_pair[..., :2]).ravel()]
+        scores.append(np.abs(rows[:, 4] - pair[:, 4]))
+        if kpt_dims == 3:
+            scores.append(np.abs(kpts[..., 2] - kpts_pair[..., 2]).ravel())
+        classes_equal = classes_equal and bool((rows[:, 5] == pair[:, 5]).all())
+    if not coords:
+        return {"detections_compared": 0, "coord_max_abs_px": 0.0, "coord_mean_abs_px": 0.0, "score_max_abs": 0.0}
+    coord, score = np.concatenate(coords), np.concatenate(scores)
     return {
-        "detections_compared": int(len(ref)),
-        "classes_equal": bool((ref[:, 5] == pair[:, 5]).all()),
+        "detections_compared": int(compared),
+        "classes_equal": classes_equal,
         "coord_max_abs_px": float(coord.max()),
         "coord_mean_abs_px": float(coord.mean()),
         "score_max_abs": float(score.max()),

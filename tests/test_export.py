@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -140,3 +141,20 @@ def test_exported_graphs_record_the_dfl_rewrite(yolo11_onnx: Path, yolov8_onnx: 
     for path in (yolo11_onnx, yolov8_onnx):
         assert json.loads(_props(path)["export_settings"])["dfl_softmax"] == "last axis"
         assert not [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv" and "/dfl/" in n.name]
+
+
+def test_rows_drift_sees_a_detection_only_the_graph_has() -> None:
+    """Post-NMS outputs are paired both ways: a row the exported graph adds (here 50 px off its
+    nearest source row) is drift, where pairing only the source's rows passed it as 0."""
+    from edgepose.export.pose import rows_drift
+
+    rng = np.random.default_rng(0)
+    source = np.zeros((1, 300, 6 + 17 * 3), np.float32)
+    source[0, :3, :4], source[0, :3, 6:] = rng.uniform(0, 600, (3, 4)), rng.uniform(0, 600, (3, 51))
+    source[0, :3, 4] = [0.9, 0.8, 0.7]
+    graph = source.copy()
+    assert rows_drift(graph, source, 3)["coord_max_abs_px"] == 0
+    graph[0, 3] = source[0, 0] + np.r_[np.full(4, 50.0), np.zeros(53)]
+    graph[0, 3, 4] = 0.6
+    drift = rows_drift(graph, source, 3)
+    assert drift["coord_max_abs_px"] == 50 and drift["score_max_abs"] == pytest.approx(0.3)
