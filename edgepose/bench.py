@@ -65,7 +65,9 @@ class TargetBench:
         self.status, self.reason, self.error = "ok", "", None
         self.samples: dict[str, list[float]] = {}
         self.forward: list[float] = []
-        self.per_image = [{"end_to_end": [], "from_frame": [], "forward": [], "persons": 0} for _ in self.paths]
+        # persons: None until the image is timed (--runs under the number of images leaves some untimed)
+        self.per_image = [{"end_to_end": [], "from_frame": [], "forward": [], "persons": None} for _ in self.paths]
+        self.tensors: dict[int, np.ndarray] = {}  # the bare forward pass's inputs, made as images come up
         self.runs = self.done = 0
         self.predictor: PosePredictor | None = None
 
@@ -87,7 +89,6 @@ class TargetBench:
             self.predictor = None
             return
         self.first, _ = timed_predict(predictor, self.paths[0])
-        self.tensors = [predictor.preprocess(read_image(p))[0] for p in self.paths]
         per_run = [self._iteration(i, record=False) for i in range(settings.warmup or (1 if settings.seconds else 0))]
         self.runs = runs_for(settings, float(np.median(per_run)) if per_run else 0.0)
 
@@ -96,7 +97,9 @@ class TargetBench:
         always runs on the other's warm caches; returns both times together (ms)."""
         assert self.predictor is not None
         k = i % len(self.paths)
-        if i % 2:
+        if k not in self.tensors:
+            self.tensors[k] = self.predictor.preprocess(read_image(self.paths[k]))[0]
+        if (i + i // len(self.paths)) % 2:  # each image, too, gets both orders in turn (i % 2 alone did not)
             fwd = forward_ms(self.predictor, self.tensors[k])
             stages, persons = timed_predict(self.predictor, self.paths[k])
         else:
@@ -144,12 +147,12 @@ class TargetBench:
             "images": [
                 {
                     "image": path.name,
-                    "input_shape": list(tensor.shape[2:]),
+                    "input_shape": list(self.tensors[k].shape[2:]) if k in self.tensors else None,
                     "persons": v["persons"],
                     "end_to_end_p50_ms": p50_of(v["end_to_end"]),
                     "forward_p50_ms": p50_of(v["forward"]),
                 }
-                for path, tensor, v in zip(self.paths, self.tensors, self.per_image)
+                for k, (path, v) in enumerate(zip(self.paths, self.per_image))
             ],
         }
 
@@ -183,8 +186,10 @@ class UltralyticsBench:
         self.model = ultralytics_model(self.weights)
         self.model.predict(str(self.paths[0]), **self.args)
         self.first_s = time.perf_counter() - started
-        per_run = [self._once(i, record=False) for i in range(self.settings.warmup)]
-        self.runs = runs_for(self.settings, float(np.median(per_run)) if per_run else 1000.0)
+        per_run = [
+            self._once(i, record=False) for i in range(self.settings.warmup or (1 if self.settings.seconds else 0))
+        ]
+        self.runs = runs_for(self.settings, float(np.median(per_run)) if per_run else 0.0)
 
     def _once(self, i: int, record: bool = True) -> float:
         path = self.paths[i % len(self.paths)]
@@ -335,6 +340,9 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                                            settings.spin)]  # fmt: skip
     if settings.spin and not any(target.spin for _, target in targets):
         raise InputError("--spin times onnxruntime on cpu, and this run has no such target")
+    if settings.precisions != ["f32"] and not any(t.backend == "openvino" and t.device.startswith("CPU")
+                                                 for _, t in targets):  # fmt: skip
+        raise InputError("--precision times OpenVINO on the CPU at each precision, and this run has no such target")
     if settings.compare_ultralytics:
         _check_ultralytics()
     paths = _images(settings)

@@ -66,7 +66,7 @@ def _precision(target: dict[str, Any]) -> str:
 
 def _shapes(target: dict[str, Any]) -> str:
     """The network input sizes (h x w) the images got: one for a static graph, one per aspect for a dynamic one."""
-    return ", ".join(dict.fromkeys("x".join(map(str, i["input_shape"])) for i in target["images"]))
+    return ", ".join(dict.fromkeys("x".join(map(str, i["input_shape"])) for i in target["images"] if i["input_shape"]))
 
 
 def _stage_rows(stats: dict[str, Any], rows: list[tuple[str, str]]) -> list[tuple[str, dict[str, Any]]]:

@@ -165,8 +165,8 @@ def parse_targets(model: str, backend: str = "auto", devices: str | None = None,
         prefix, _, rest = item.partition(":")
         if rest and prefix in ("onnxruntime", "openvino"):
             targets.append(_target(prefix, rest))
-        elif len(backends) == 1:
-            targets.append(_target(backends[0], item))
+        elif len(backends) == 1 and not (names == ["auto"] and backends[0] == "onnxruntime" and item.isupper()):
+            targets.append(_target(backends[0], item))  # an ONNX graph's CPU, GPU...: OpenVINO's, as the help says
         else:
             targets.append(_target("openvino" if item.isupper() else "onnxruntime", item))
     expanded = []

@@ -176,7 +176,10 @@ def engine_facts(predictor: PosePredictor) -> dict[str, Any]:
                              "rect": predictor.rect}  # fmt: skip
     if backend.name == "openvino":
         compiled = backend.compiled  # type: ignore[attr-defined]
-        facts["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        try:  # a CPU property: AUTO, MULTI, GPU and NPU do not expose it
+            facts["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        except Exception:  # OpenVINO raises a plain RuntimeError for a property a plugin lacks
+            facts["threads_used"] = "not exposed by this device"
         facts["precision"] = backend.engine["precision"]["compiled"]  # what runs; the target names the request
         facts["precision_requested"] = backend.engine["precision"]["requested"]
     else:
@@ -227,8 +230,11 @@ def throughput(model: str, target: Target, settings: BenchSettings, paths: Seque
             wall = submit(runs, record=True)
         finally:
             pool.close()
-        mode = (f"{streams} OpenVINO infer requests in flight (stream.InferencePool), THROUGHPUT hint "
-                f"({predictor.backend.compiled.get_property('NUM_STREAMS')} streams)")  # type: ignore[attr-defined]  # fmt: skip
+        try:
+            streams_note = f"{predictor.backend.compiled.get_property('NUM_STREAMS')} streams"  # type: ignore[attr-defined]
+        except Exception:  # a device without the property (AUTO)
+            streams_note = "streams not exposed"
+        mode = f"{streams} OpenVINO infer requests in flight (stream.InferencePool), THROUGHPUT hint ({streams_note})"
     else:
         import queue as queues
 

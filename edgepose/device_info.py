@@ -7,6 +7,7 @@ Raspberry Pi; whatever a machine does not expose is reported as ``"not exposed"`
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -81,8 +82,23 @@ def onnxruntime_distribution() -> str:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, e.g. under taskset or a container)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The cores this process may run on: its affinity mask (taskset, cpusets), capped by a cgroup CPU
+    quota rounded up (``docker --cpus=2`` sets a quota, not affinity, on a host of any size)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def cpu_quota() -> float | None:
+    """Cores' worth of CPU time the cgroup allows (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), None if unlimited."""
+    v2 = (_read("/sys/fs/cgroup/cpu.max") or "").split()
+    pairs = [v2] if len(v2) == 2 else []
+    v1 = [_read(f"/sys/fs/cgroup/cpu/cpu.cfs_{name}_us") for name in ("quota", "period")]
+    pairs.append(v1)
+    for quota, period in pairs:
+        if quota and period and quota.lstrip("-").isdigit() and period.isdigit() and int(quota) > 0 < int(period):
+            return int(quota) / int(period)
+    return None
 
 
 def system_info() -> dict[str, Any]:
@@ -115,7 +131,8 @@ def system_info() -> dict[str, Any]:
 
 def cpu_frequencies_mhz() -> dict[str, Any]:
     """Current clock per core: cpufreq where the kernel has it, else /proc/cpuinfo's 'cpu MHz' (x86)."""
-    cores = sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"))
+    cores = sorted(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"),
+                   key=lambda p: int(p.parent.parent.name[3:]))  # cpu2 before cpu10  # fmt: skip
     if cores:
         current = [int(_read(p) or 0) // 1000 for p in cores]
         limit = _read(cores[0].parent / "cpuinfo_max_freq")
@@ -137,7 +154,8 @@ def temperatures_c() -> dict[str, float] | str:
     for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
         raw = _read(zone / "temp")
         if raw and raw.lstrip("-").isdigit():
-            zones[_read(zone / "type") or zone.name] = round(int(raw) / 1000, 1)
+            kind = _read(zone / "type") or zone.name
+            zones[kind if kind not in zones else f"{kind}/{zone.name}"] = round(int(raw) / 1000, 1)  # two acpitz
     return zones or NOT_EXPOSED
 
 

@@ -210,6 +210,8 @@ def test_device_names_map_to_backends() -> None:
     assert [t.label for t in parse_targets("m.onnx", both, None, ["f32", "bf16"])] == [
         "onnxruntime:cpu", "openvino:CPU", "openvino:CPU bf16"]  # fmt: skip
     assert [t.label for t in parse_targets("m.onnx")] == ["onnxruntime:cpu"]
+    # no backend named: an ONNX graph's upper-case names are OpenVINO's (CPU was folded into cpu, then dropped)
+    assert [t.label for t in parse_targets("m.onnx", "auto", "cpu,CPU")] == ["onnxruntime:cpu", "openvino:CPU"]
     assert [t.label for t in parse_targets("m.onnx", both, "cpu,CPU", spin=True)] == [
         "onnxruntime:cpu", "onnxruntime:cpu spin", "openvino:CPU"]  # fmt: skip
     with pytest.raises(InputError, match="unknown onnxruntime device 'gpu'"):
@@ -250,6 +252,7 @@ def test_each_turn_starts_with_an_untimed_run() -> None:
         (["--compare-ultralytics", "nothere.pt"], 3, "no such file: nothere.pt"),
         (["--video", "nothere.mp4"], 3, "--video: no such file: nothere.mp4"),
         (["--backend", "openvino", "--spin"], 3, "--spin times onnxruntime on cpu, and this run has no such target"),
+        (["--precision", "bf16"], 3, "--precision times OpenVINO on the CPU at each precision, and this run has no"),
     ],
 )
 def test_bad_values_are_one_line_errors(yolo11_onnx: Path, args: list[str], code: int, fragment: str) -> None:
@@ -283,3 +286,31 @@ def test_clock_state_never_fails_and_reads_a_pi_throttle_word(tmp_path: Path, mo
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert throttling() == {"raw": "0x50005", "flags": ["under-voltage now", "throttled now",
                                                         "under-voltage has occurred", "throttling has occurred"]}  # fmt: skip
+
+
+def test_a_cgroup_cpu_quota_caps_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker --cpus=1.5`` writes a quota, not an affinity mask: cgroup v2's cpu.max or v1's cfs
+    files as the kernel shows them (their parsing, with the files' contents given)."""
+    from edgepose import device_info
+
+    affinity = usable_cores()
+    files = {"/sys/fs/cgroup/cpu.max": "150000 100000"}
+    monkeypatch.setattr(device_info, "_read", files.get)
+    assert device_info.cpu_quota() == 1.5 and usable_cores() == min(affinity, 2)
+    files.update({"/sys/fs/cgroup/cpu.max": "max 100000"})
+    assert device_info.cpu_quota() is None and usable_cores() == affinity
+    files.update({"/sys/fs/cgroup/cpu.max": None, "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "50000",
+                  "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000"})  # fmt: skip
+    assert device_info.cpu_quota() == 0.5 and usable_cores() == 1
+    files.update({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1"})
+    assert device_info.cpu_quota() is None
+
+
+def test_openvino_auto_device_is_timed_and_says_what_it_does_not_expose(yolo11_onnx: Path) -> None:
+    """AUTO has no INFERENCE_NUM_THREADS (a CPU property): reading it ended the whole run, its timings
+    lost and no report written."""
+    proc = edgepose("bench", "--model", yolo11_onnx, "--backend", "openvino", "--devices", "AUTO", "--runs", 2,
+                    "--warmup", 0, "--no-cold-start", "--json", "-")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    target = json.loads(proc.stdout)["targets"][0]
+    assert target["status"] == "ok" and target["threads_used"] == "not exposed by this device"
