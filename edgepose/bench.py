@@ -12,7 +12,6 @@ Torch-free unless ``compare_ultralytics``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,8 +38,9 @@ from .bench_timing import (
     throughput,
     timed_predict,
 )
+from .bench_ultralytics import UltralyticsBench, check_ultralytics, quiet_ultralytics
 from .device_info import clock_state, current_rss_mb, peak_rss_mb, system_info
-from .errors import EdgeposeError, InputError, MissingExtraError, first_line
+from .errors import EdgeposeError, InputError, first_line
 from .predictor import PosePredictor, load
 from .sources import list_images, read_image, sample_images
 
@@ -157,83 +157,6 @@ class TargetBench:
         }
 
 
-def _check_ultralytics() -> None:
-    import importlib.util
-
-    for module in ("torch", "ultralytics"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtraError("export", module)
-
-
-class UltralyticsBench:
-    """Ultralytics' own predict on the same image files with the same thresholds and size, on CPU,
-    timed in the same rounds as the edgepose targets; its ``speed`` dict gives its stage split."""
-
-    def __init__(self, weights: str, settings: BenchSettings, paths: Sequence[Path], imgsz: int) -> None:
-        self.weights, self.settings, self.paths, self.imgsz = str(weights), settings, list(paths), imgsz
-        self.status, self.reason, self.error = "ok", "", None
-        self.samples: dict[str, list[float]] = {}
-        self.persons: dict[str, int] = {}
-        self.per_image: dict[str, list[float]] = {path.name: [] for path in self.paths}
-        self.runs = self.done = 0
-        self.args = {"imgsz": imgsz, "conf": settings.conf, "iou": settings.iou, "max_det": settings.max_det,
-                     "device": "cpu", "verbose": False}  # fmt: skip
-
-    def prepare(self) -> None:
-        from .export.reference import ultralytics_model
-
-        started = time.perf_counter()
-        self.model = ultralytics_model(self.weights)
-        self.model.predict(str(self.paths[0]), **self.args)
-        self.first_s = time.perf_counter() - started
-        per_run = [
-            self._once(i, record=False) for i in range(self.settings.warmup or (1 if self.settings.seconds else 0))
-        ]
-        self.runs = runs_for(self.settings, float(np.median(per_run)) if per_run else 0.0)
-
-    def _once(self, i: int, record: bool = True) -> float:
-        path = self.paths[i % len(self.paths)]
-        start = time.perf_counter()
-        result = self.model.predict(str(path), **self.args)[0]
-        end_to_end = (time.perf_counter() - start) * 1000
-        if record:
-            stages = {k: float(v) for k, v in result.speed.items()}
-            stages["other"] = end_to_end - sum(stages.values())
-            stages["end_to_end"] = end_to_end
-            for stage, ms in stages.items():
-                self.samples.setdefault(stage, []).append(ms)
-            self.persons[path.name] = len(result)
-            self.per_image[path.name].append(end_to_end)
-        return end_to_end
-
-    def step(self) -> None:
-        self._once(self.done)
-        self.done += 1
-
-    def settle(self) -> None:
-        """One untimed run before a turn (see ``take_turns``)."""
-        self._once(self.done, record=False)
-
-    def report(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"weights": self.weights, "format": Path(self.weights).suffix.lstrip("."),
-                                 "imgsz": self.imgsz, "status": self.status}  # fmt: skip
-        if self.status != "ok":
-            return {**entry, "reason": self.reason}
-        import torch
-        import ultralytics
-
-        return {
-            **entry,
-            "versions": {"ultralytics": ultralytics.__version__, "torch": torch.__version__},
-            "torch_threads": torch.get_num_threads(),
-            "load_and_first_result_s": round(self.first_s, 3),
-            "runs": self.done,
-            "stages": {stage: summarize(values) for stage, values in self.samples.items()},
-            "persons": self.persons,
-            "images": [{"image": name, "end_to_end_p50_ms": p50_of(values)} for name, values in self.per_image.items()],
-        }
-
-
 def _phase(entry: dict[str, Any], measure: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """An extra measurement of one target; when its engine fails, the report says so and the run goes on."""
     try:
@@ -253,6 +176,13 @@ def _guarded(bench: TargetBench | UltralyticsBench, action: Callable[[], None]) 
         raise
     except Exception as exc:  # onnxruntime and OpenVINO raise their own untyped errors
         bench.status, bench.reason, bench.error = "failed", _failure(exc), exc
+
+
+def _report_of(bench: TargetBench | UltralyticsBench) -> dict[str, Any]:
+    """A bench's report; one that cannot be written up (an engine fact its device lacks) is listed as failed."""
+    made: list[dict[str, Any]] = []
+    _guarded(bench, lambda: made.append(bench.report()))
+    return made[0] if made else bench.report()
 
 
 def schedule(benches: Sequence[Any], rounds: int | None = None) -> list[Any]:
@@ -279,24 +209,6 @@ def take_turns(order: Iterable[Any]) -> None:
                 _guarded(bench, bench.settle)
             _guarded(bench, bench.step)
         previous = bench
-
-
-@contextlib.contextmanager
-def _quiet_ultralytics(active: bool) -> Iterator[None]:
-    """Ultralytics logs 'Loading x.onnx for ONNX Runtime inference...' on stdout: noise in a report."""
-    if not active:
-        yield
-        return
-    import logging
-
-    from ultralytics.utils import LOGGER
-
-    level = LOGGER.level
-    LOGGER.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        LOGGER.setLevel(level)
 
 
 def _images(settings: BenchSettings) -> list[Path]:
@@ -344,7 +256,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
                                                  for _, t in targets):  # fmt: skip
         raise InputError("--precision times OpenVINO on the CPU at each precision, and this run has no such target")
     if settings.compare_ultralytics:
-        _check_ultralytics()
+        check_ultralytics()
     paths = _images(settings)
     before = clock_state()
     benches = [TargetBench(model, target, target.label if len(models) == 1 else f"{names[model]} {target.label}",
@@ -356,13 +268,13 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     if failed and not ready:
         raise failed[0].error  # nothing could run: the model itself is at fault
     imgsz = settings.imgsz or (max(ready[0].predictor.input_shape) if ready and ready[0].predictor else 640)
-    with _quiet_ultralytics(bool(settings.compare_ultralytics)):
+    with quiet_ultralytics(bool(settings.compare_ultralytics)):
         ultra = [UltralyticsBench(w, settings, paths, imgsz) for w in settings.compare_ultralytics]
         for bench in ultra:
             _guarded(bench, bench.prepare)
         take_turns(progress(schedule([b for b in [*benches, *ultra] if b.status == "ok"]), "timing"))
-        ultra_reports = [bench.report() for bench in ultra]
-    reports = [bench.report() for bench in benches]
+        ultra_reports = [_report_of(bench) for bench in ultra]
+    reports = [_report_of(bench) for bench in benches]
     for bench, report in zip(benches, reports):
         bench.predictor = None  # the throughput and stream phases load their own
         if report["status"] != "ok":
