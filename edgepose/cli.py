@@ -119,6 +119,19 @@ def _predictor_options(func: Any) -> Any:
     return wrapper
 
 
+TRACK_OPTIONS = ("track", "smooth", "hysteresis", "min_cutoff", "beta", "low_conf", "confirm")
+
+
+def _refuse_unused(names: Sequence[str], why: str) -> None:
+    """Options given on the command line that this run would not use: a usage error, not silence."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [f"--{n.replace('_', '-')}" for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {why}")
+
+
 def _stream_options(func: Any) -> Any:
     """Options of the video/camera/URL path (edgepose.stream, edgepose.track modules); they arrive as ``vid_stride`` and
     ``tracking`` (a ``TrackOptions``). Ids, smoothing and hysteresis never apply to single images."""
@@ -127,8 +140,7 @@ def _stream_options(func: Any) -> Any:
     def wrapper(**kwargs: Any) -> Any:
         from .track import TrackOptions
 
-        names = ("track", "smooth", "hysteresis", "min_cutoff", "beta", "low_conf", "confirm")
-        return func(tracking=TrackOptions(**{k: kwargs.pop(k) for k in names}), **kwargs)
+        return func(tracking=TrackOptions(**{k: kwargs.pop(k) for k in TRACK_OPTIONS}), **kwargs)
 
     for option in reversed([
         click.option("--vid-stride", type=click.IntRange(min=1), default=1, show_default=True,
@@ -207,8 +219,13 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
     if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
         from .video import predict_stream, video_name
 
-        if save and Path(source).is_file():
-            _refuse_overwriting([Path(source)], [Path(save) / video_name(source, False)], save)
+        if not save:
+            _refuse_unused(["segment"], "with --save (the files the annotated video is cut into)")
+        if Path(source).is_file():
+            _refuse_unused(["segment"], "to a live source (a camera or URL): a video file's is saved whole")
+            _refuse_overwriting(
+                [Path(source)], [Path(save) / video_name(source, False)] if save else [], save, json_out
+            )
         predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                       classifier=classifier)  # fmt: skip
         with _saving(save):
@@ -216,18 +233,26 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
                            echo=lambda line: click.echo(line, err=json_out == "-"),
                            on_first_frame=lambda: _announce_engine(predictor), segment=segment)  # fmt: skip
         return
+    _refuse_unused(["vid_stride", *TRACK_OPTIONS, "segment"], "to videos, cameras and URLs, not images")
     paths = list_images(source) if source else sample_images()
-    if save:
-        _refuse_overwriting(paths, [Path(save) / path.name for path in paths], save)
+    _refuse_overwriting(paths, [Path(save) / path.name for path in paths] if save else [], save, json_out)
     predictor = load(model, **engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, classifier=classifier)
     _predict_folder(paths, predictor, json_out, save)
 
 
-def _refuse_overwriting(inputs: list[Path], outputs: list[Path], save: str) -> None:
-    """An annotated output would replace the input it was drawn from (--save naming the input's own folder)."""
+def _refuse_overwriting(inputs: Sequence[Path], outputs: list[Path], save: str | None, json_out: str | None) -> None:
+    """An output would replace an input (--save naming the input's own folder, --json naming an
+    input) or --json an annotated output: refused before the model loads."""
     clash = [i for i, o in zip(inputs, outputs) if o.exists() and o.resolve() == i.resolve()]
     if clash:
         raise InputError(f"--save {save} would write over the input {clash[0]}: save somewhere else")
+    if json_out in (None, "-"):
+        return
+    target = Path(json_out).resolve()
+    if target.exists() and any(i.resolve() == target for i in inputs):
+        raise InputError(f"--json {json_out} would write over the input {json_out}: write it somewhere else")
+    if any(o.resolve() == target for o in outputs):
+        raise InputError(f"--json {json_out} would write over an annotated output of --save {save}")
 
 
 def _saving(save: str | None) -> contextlib.AbstractContextManager:
@@ -290,48 +315,6 @@ def _predict_folder(paths: list[Path], predictor: Any, json_out: str | None, sav
 
 
 @cli.command()
-@click.option("--source", default="0", show_default=True, help="Camera index, video file or stream URL.")
-@_predictor_options
-@click.option("--conf", type=float, default=0.25, show_default=True, help="Person score threshold.")
-@click.option("--classifier", "-c", default=None, help="Keypoint classifier graph: adds label, label_score.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--loop/--no-loop", default=False, show_default=True, help="Video file: start again at its end.")
-@click.option("--max-clients", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Open /stream.mjpg + /events responses; more get 503.")  # fmt: skip
-@click.option("--rate", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
-              help="Requests per second per client address (bursts of 2x); more get 429.")  # fmt: skip
-@click.option("--max-body", type=click.IntRange(min=0), default=1024, show_default=True,
-              help="Largest request body in bytes; larger get 413.")  # fmt: skip
-@_stream_options
-def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], iou: float, max_det: int, conf: float,
-          classifier: str | None, host: str, port: int, loop: bool, max_clients: int, rate: float, max_body: int,
-          vid_stride: int, tracking: Any) -> None:  # fmt: skip
-    """Serve the live annotated stream, labels and per-frame JSON over HTTP (a kiosk's local server)."""
-    from .errors import MissingExtraError
-
-    try:
-        from .serve import ServeLimits, run_server
-    except ImportError as exc:
-        raise MissingExtraError("serve", exc.name or "a dependency") from None
-    from .stream import Stream
-    from .video_source import is_stream_source
-
-    if not is_stream_source(source):
-        raise InputError(f"--source must be a camera index, a video file or a stream URL, got {source!r}")
-    limits = ServeLimits(max_clients=max_clients, rate=rate, burst=max(1, round(2 * rate)), max_body=max_body)
-    predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
-                                  classifier=classifier)  # fmt: skip
-    stream = Stream(source, predictor, vid_stride=vid_stride, track=tracking, realtime=True, loop=loop)
-
-    def announce(line: str) -> None:  # once the server is up: what runs, then where
-        _announce_engine(predictor)
-        click.echo(line, err=True)
-
-    run_server(stream, host=host, port=port, limits=limits, announce=announce)
-
-
-@cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
               help="auto: OpenVINO for IR, onnxruntime for .onnx.")  # fmt: skip
@@ -358,7 +341,7 @@ def info(model: str, backend: str, device: str | None, precision: str, verify: b
 
 
 # the other verbs register themselves on ``cli``
-from . import cli_accuracy, cli_bench, cli_classifier, cli_export  # noqa: E402, F401
+from . import cli_accuracy, cli_bench, cli_classifier, cli_export, cli_serve  # noqa: E402, F401
 
 
 def main(argv: Sequence[str] | None = None) -> None:

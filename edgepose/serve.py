@@ -297,7 +297,7 @@ def build_app(hub: Hub, limits: ServeLimits, engine: Engine | None = None) -> AS
                     yield ": keep-alive\n\n"
                 elif hub.record is not None:
                     yield f"id: {seq}\ndata: {json.dumps(hub.record, separators=(',', ':'))}\n\n"
-            yield "event: end\ndata: {}\n\n"
+            yield f"event: end\ndata: {json.dumps({'error': hub.error})}\n\n"  # the page shows why
 
         return StreamingResponse(lines(), media_type="text/event-stream", background=BackgroundTask(release),
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip

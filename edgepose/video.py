@@ -88,7 +88,11 @@ class VideoRecorder:
         if self.origin is None or self._last is None:
             return
         due = round((at - self.origin) * self.fps)  # frames the video holds before one of time ``at``
-        for _ in range(min(due - self.frames, round(MAX_HOLD * self.fps))):
+        most = round(MAX_HOLD * self.fps)
+        if due - self.frames > most:  # a longer gap is cut to MAX_HOLD: the clock moves on past the rest
+            self.origin += (due - self.frames - most) / self.fps
+            due = self.frames + most
+        for _ in range(due - self.frames):
             self._queue.put(self._last)
             self.frames += 1
 
@@ -218,8 +222,8 @@ def video_name(source: str, live: bool) -> str:
 
 
 class Interrupt:
-    """SIGTERM/SIGINT end a stream between two frames, or a folder run between two images
-    (``on_signal``), instead of killing it mid-write."""
+    """SIGTERM/SIGINT (and SIGHUP: a closed terminal or SSH session) end a stream between two frames,
+    or a folder run between two images (``on_signal``), instead of killing it mid-write."""
 
     def __init__(self, on_signal: Callable[[], None]) -> None:
         self.signal: int | None = None
@@ -228,7 +232,7 @@ class Interrupt:
 
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -284,6 +288,10 @@ def predict_stream(source: str, predictor: Any, *, save: str | None, json_out: s
                     )
             if interrupt.signal is not None and not stream.live:  # a file cut short failed: nothing kept
                 raise click.Abort
+        if frames == 0 and recorder:  # stopped before its first frame: an MP4 of no frame plays nowhere
+            outputs.remove(recorder)
+            recorder.abort()
+            recorder = None
         for output in outputs:  # one that fails to close (a full disk) takes the others' temp files with it
             output.close()
     except BaseException:

@@ -17,10 +17,15 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https:/
 DEFAULT_FPS = 30.0  # for sources that do not say (many webcams report 0)
 
 
+def is_camera_index(source: str | int | os.PathLike) -> bool:
+    """``0``, ``"1"``...: a camera, unless a file or folder of that name is there (``predict 2024``)."""
+    return isinstance(source, int) or (str(source).isdigit() and not os.path.exists(source))
+
+
 def is_stream_source(source: str | int | os.PathLike) -> bool:
     """Is SOURCE a camera index (``0``), a stream URL, a video device or a video file (by suffix)?"""
     text = str(source)
-    if isinstance(source, int) or text.isdigit() or text.startswith("/dev/video"):
+    if is_camera_index(source) or text.startswith("/dev/video"):
         return True
     return text.lower().startswith(URL_SCHEMES) or Path(text).suffix.lower() in VIDEO_SUFFIXES
 
@@ -46,7 +51,7 @@ class VideoSource:
         self.name = text
         timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]  # fmt: skip
-        if isinstance(source, int) or text.isdigit():
+        if is_camera_index(source):
             self.kind, what = "camera", f"camera {text}"
             self.capture = cv2.VideoCapture(int(text))
         elif text.lower().startswith(URL_SCHEMES):

@@ -503,6 +503,28 @@ def _(ctx: Ctx):
     return ["export", "--weights", weights, "--out", ctx.out / "models"], lambda: export_model(weights, out=ctx.out)
 
 
+@row("json-over-the-input", 3, "bus.jpg would write over the input")
+def _(ctx: Ctx):  # the photo was replaced by its results
+    src = ctx.file("bus.jpg", ctx.samples[0].read_bytes())
+    return ["predict", src, "-m", ctx.yolo11_onnx, "--json", src], None
+
+
+@row("json-over-the-annotated-video", 3, "would write over an annotated output of --save")
+def _(ctx: Ctx):  # the records, closed after the video, replaced it
+    video = ctx.file("clip.mp4", ctx.sample_video.read_bytes())
+    return ["predict", video, "-m", ctx.yolo11_onnx, "--save", ctx.out, "--json", ctx.out / "clip.mp4"], None
+
+
+@row("stream-options-on-images", 2, "--vid-stride, --hysteresis apply to videos, cameras and URLs, not images")
+def _(ctx: Ctx):  # accepted and unused
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--vid-stride", 5, "--hysteresis", 9], None
+
+
+@row("segment-of-a-video-file", 2, "--segment applies to a live source")
+def _(ctx: Ctx):  # a video file is saved whole: one file came out, without a word
+    return ["predict", ctx.sample_video, "-m", ctx.yolo11_onnx, "--save", ctx.out, "--segment", 0.2], None
+
+
 @row("export-opset-out-of-range", 3, "opset must be between 7 and 20 (torch's ONNX exporter), got 99")
 def _(ctx: Ctx):  # torch printed its whole IR graph on stdout, then Ultralytics' error
     from edgepose.export.pipeline import export_model

@@ -46,9 +46,9 @@ def get(port: int, path: str, method: str = "GET", body: bytes | None = None,
         conn.close()
 
 
-def start_server(video: Path, model: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    """``edgepose serve`` in a subprocess, once it has published frames."""
-    port = free_port()
+def start_server(video: Path, model: Path, *args: str, port: int | None = None) -> tuple[subprocess.Popen, int]:
+    """``edgepose serve`` in a subprocess (on a free port unless given), once it has published frames."""
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "edgepose", "serve", "--source", str(video), "-m", str(model),
                              "-c", str(CLASSIFIER), "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -278,6 +278,30 @@ def test_page_in_a_real_browser_shows_frames_and_labels(server: int, chromium: o
     assert texts and all(t.startswith("#") and any(label in t for label in (*LABELS, "person")) for t in texts), texts
     driver.save_screenshot(str(tmp_path / "kiosk.png"))
     assert (tmp_path / "kiosk.png").stat().st_size > 10_000
+
+
+def test_page_comes_back_by_itself_after_the_server_restarts(sample_video: Path, yolo11_onnx: Path,
+                                                            chromium: object) -> None:  # fmt: skip
+    """systemd restarts `serve` when its camera stops (exit 3); in chromium --kiosk nobody reloads the
+    page. It showed "source ended" and its last frame for good; now it reconnects its events and
+    reloads its video once the server is back."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium
+    proc, port = start_server(sample_video, yolo11_onnx, "--loop")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, STARTUP_S, poll_frequency=0.2)
+        state = "return [document.getElementById('status').dataset.state, document.getElementById('video').src]"
+        wait.until(lambda d: d.execute_script(state)[0] == "live")
+        assert stop(proc) == 0
+        wait.until(lambda d: d.execute_script(state)[0] == "reconnecting")  # the end event, then retries
+        proc, _ = start_server(sample_video, yolo11_onnx, "--loop", port=port)
+        wait.until(lambda d: d.execute_script(state)[0] == "live")
+        assert "stream.mjpg?t=" in driver.execute_script(state)[1]  # the video reloaded too
+        wait.until(lambda d: d.execute_script("return document.getElementById('video').naturalWidth") == 640)
+    finally:
+        stop(proc)
 
 
 def test_predict_on_a_live_url_keeps_its_outputs_on_sigterm(server: int, yolo11_onnx: Path, tmp_path: Path) -> None:

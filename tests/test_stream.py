@@ -295,11 +295,12 @@ def test_stream_modules_are_torch_free() -> None:
     assert "starlette" in loaded and not loaded & {"torch", "ultralytics", "torchvision"}
 
 
-@pytest.mark.parametrize(("sig", "to_file"), [(signal.SIGINT, False), (signal.SIGTERM, True)])
+@pytest.mark.parametrize(("sig", "to_file"), [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, True)])
 def test_interrupting_a_file_keeps_nothing(yolo11_onnx: Path, tmp_path: Path, sig: signal.Signals,
                                            to_file: bool) -> None:  # fmt: skip
-    """A video file cut short by Ctrl-C or SIGTERM failed: no annotated video and no JSON are left,
-    not even partial ones (JSON Lines already printed on stdout are the pipe's)."""
+    """A video file cut short by Ctrl-C, SIGTERM or SIGHUP (its terminal closed: hidden partial files
+    were left) failed: no annotated video and no JSON are left, not even partial ones (JSON Lines
+    already printed on stdout are the pipe's)."""
     from edgepose.video import sample_video
 
     long = sample_video(tmp_path / "long.mp4", frames_each=150, size=(320, 180))
@@ -383,3 +384,28 @@ def test_a_stalled_camera_neither_hangs_the_stop_nor_is_released_mid_read() -> N
     camera.unstall.set()
     reader.stop()
     assert camera.released and not camera.released_during_read
+
+
+def test_a_long_gap_in_a_live_recording_is_held_once(tmp_path: Path) -> None:
+    """A live source silent for 30 s: the frame before is held MAX_HOLD (10 s) and the clock moves on;
+    the frames after come at their own pace (each of the next ones was held up to 10 s again)."""
+    from edgepose.video import MAX_HOLD, VideoRecorder
+
+    recorder = VideoRecorder(tmp_path / "gap.mp4", 10.0, (32, 32))
+    times = [i / 10 for i in range(10)] + [31 + i / 10 for i in range(10)]
+    for at in times:
+        recorder.write(np.full((32, 32, 3), round(at * 10) % 256, np.uint8), at)
+    recorder.close()
+    video = cv2.VideoCapture(str(tmp_path / "gap.mp4"))
+    # the first second's 10 frames, its last held 10 s (100 more), the 10 after the gap: 1,020 before
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10 + MAX_HOLD * 10 + 10
+
+
+def test_a_folder_named_like_a_camera_is_a_folder(yolo11_onnx: Path, samples: list[Path], tmp_path: Path) -> None:
+    """``predict 2024``: a folder of that name is there, so it is no camera index."""
+    (tmp_path / "2024").mkdir()
+    (tmp_path / "2024" / samples[0].name).write_bytes(samples[0].read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "predict", "2024", "-m", str(yolo11_onnx), "--json", "-"],
+                          cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)[0]["persons"]) == 4
