@@ -207,7 +207,8 @@ def take_turns(order: Iterable[Any]) -> None:
         if bench.status == "ok":
             if bench is not previous:
                 _guarded(bench, bench.settle)
-            _guarded(bench, bench.step)
+            if bench.status == "ok":  # a settle that failed marks the bench failed: no sample after it
+                _guarded(bench, bench.step)
         previous = bench
 
 

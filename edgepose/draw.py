@@ -35,7 +35,7 @@ def draw_result(
             else f"{person.cls or 'person'} {person.score:.2f}"
         )
         if person.label and person.label_seconds is not None:  # streams: how long the label has held
-            caption += f" {person.label_seconds:.0f}s"
+            caption += f" {int(person.label_seconds)}s"  # whole seconds held, as the kiosk page counts
         if person.id is not None:  # tracked (streams): the id a kiosk app keys on
             caption = f"#{person.id} {caption}"
         cv2.putText(canvas, caption, (x1, max(y1 - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX,
