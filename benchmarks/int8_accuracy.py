@@ -87,7 +87,8 @@ def run_fold(source: Path, calib_half: list[Path], test_half: list[Path], label:
     for name, options in VARIANTS.items():
         out = work / f"{name}-{label}"
         extra = {"data": str(calib_data)} if options.get("max_drop") is not None else {}
-        report = export_model(str(source), out=out, calib=calib, **options, **extra)[-1]
+        calibration = {"calib": calib} if options.get("int8") else {}  # FP32/FP16 IR take none
+        report = export_model(str(source), out=out, **calibration, **options, **extra)[-1]
         graphs[name] = Path(report.path)
         if extra:  # what the gate measured on the calibration half, beside the held-out figures below
             fold[f"{name}_gate"] = report.fidelity.get("accuracy")

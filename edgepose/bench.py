@@ -99,7 +99,7 @@ class TargetBench:
         k = i % len(self.paths)
         if k not in self.tensors:
             self.tensors[k] = self.predictor.preprocess(read_image(self.paths[k]))[0]
-        if (i + i // len(self.paths)) % 2:  # each image, too, gets both orders in turn (i % 2 alone did not)
+        if (k + i // len(self.paths)) % 2:  # each image gets both orders in turn, however many images
             fwd = forward_ms(self.predictor, self.tensors[k])
             stages, persons = timed_predict(self.predictor, self.paths[k])
         else:

@@ -58,6 +58,8 @@ def _progress(items: Sequence[Any], label: str) -> Iterator[Any]:
 
 def json_target(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--json FILE`` checked as the command line is read: a long run must not end on a path it cannot write."""
+    if value == "":
+        raise click.BadParameter("needs a file name, or - for stdout")
     if value not in (None, "-"):
         from .outputs import check_writable
 
@@ -127,7 +129,8 @@ def _refuse_unused(names: Sequence[str], why: str) -> None:
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    given = [f"--{n.replace('_', '-')}" for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+    given = [f"--{'no-' if ctx.params.get(n) is False else ''}{n.replace('_', '-')}" for n in names
+             if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]  # fmt: skip
     if given:
         raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {why}")
 
@@ -219,13 +222,13 @@ def predict(source: str | None, model: str, imgsz: int | None, engine: dict[str,
     if source and is_stream_source(source):  # video, camera or URL: the stream path (edgepose.video)
         from .video import predict_stream, video_name
 
-        if not save:
-            _refuse_unused(["segment"], "with --save (the files the annotated video is cut into)")
         if Path(source).is_file():
             _refuse_unused(["segment"], "to a live source (a camera or URL): a video file's is saved whole")
             _refuse_overwriting(
                 [Path(source)], [Path(save) / video_name(source, False)] if save else [], save, json_out
             )
+        if not save:
+            _refuse_unused(["segment"], "with --save (the files the annotated video is cut into)")
         predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                       classifier=classifier)  # fmt: skip
         with _saving(save):

@@ -42,12 +42,13 @@ def serve(source: str, model: str, imgsz: int | None, engine: dict[str, Any], io
     from .stream import Stream
     from .video_source import is_stream_source
 
-    if not is_stream_source(source):
+    if not (source.isdigit() or is_stream_source(source)):
         raise InputError(f"--source must be a camera index, a video file or a stream URL, got {source!r}")
     limits = ServeLimits(max_clients=max_clients, rate=rate, burst=max(1, round(2 * rate)), max_body=max_body)
     predictor = _stream_predictor(model, engine, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz,
                                   classifier=classifier)  # fmt: skip
-    stream = Stream(source, predictor, vid_stride=vid_stride, track=tracking, realtime=True, loop=loop)
+    camera = int(source) if source.isdigit() else source  # a camera index even beside a folder named 0
+    stream = Stream(camera, predictor, vid_stride=vid_stride, track=tracking, realtime=True, loop=loop)
 
     def announce(line: str) -> None:  # once the server is up: what runs, then where
         _announce_engine(predictor)

@@ -32,6 +32,8 @@ def check_writable(path: Path) -> None:
     """Refuse, before a long run, a result file that could not be written at its end: a folder's
     name, or a place under a file or in a folder this process may not write. Nothing is made here."""
     refuse_folder(path)
+    if path.exists() and os.access(path, os.W_OK):  # a file to replace, or a device (/dev/stdout) written in place
+        return
     parent = path.parent
     while not parent.exists():
         parent = parent.parent

@@ -136,7 +136,7 @@ class Track:
     smoother: OneEuroFilter | None = None
     label: LabelHysteresis | None = None
     label_since: float = 0.0  # stream time at which the shown label (or no pose) was first shown
-    returned: bool = False  # unseen for a frame since last labelled: its label and hold timer start afresh
+    away: bool = False  # unseen for a frame since last labelled: its label and hold timer start afresh
 
 
 class Tracker:
@@ -191,7 +191,7 @@ class Tracker:
                 track.streak += bool(confident[i])
                 track.shown = track.shown or track.streak >= self.confirm or self.frames == 0
         for track in free:
-            track.missed, track.streak, track.shown, track.returned = track.missed + 1, 0, False, True
+            track.missed, track.streak, track.shown, track.away = track.missed + 1, 0, False, True
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]
         self.frames += 1
         return assigned
@@ -257,8 +257,8 @@ class Stabilizer:
         clf = self.classifier
         best, probs, known = clf.decide(result.keypoints_xyn())  # type: ignore[attr-defined]
         for i, (person, track) in enumerate(zip(result.persons, tracks)):
-            if track.label is None or track.returned:  # a person back after a gap holds nothing yet
-                track.label, track.returned = LabelHysteresis(self.options.hysteresis), False
+            if track.label is None or track.away:  # a person back after a gap holds nothing yet
+                track.label, track.away = LabelHysteresis(self.options.hysteresis), False
             before = track.label.shown
             shown = track.label(int(best[i]))  # -1, no known pose, is a label like any other here
             if shown != before:

@@ -233,7 +233,8 @@ class Interrupt:
     def __enter__(self) -> Interrupt:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # under nohup a closed terminal stays ignored
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, sig: int, frame: Any) -> None:

@@ -34,8 +34,9 @@ def split_sources(
     split (``split_rows``) decides the groups it touches and is its scored hold-out exactly (the
     seed's 202 rows); each later CSV's rows in groups no earlier CSV decided are split the same way.
     A CSV's scored rows are its rows in held-out groups; no row of a held-out group is trained on.
-    Each label of the rows a CSV splits needs ``MIN_PHOTOS_PER_LABEL`` photos (groups), else an
-    InputError names the CSV (``sources``, its paths) and the label."""
+    Each label of the first CSV needs ``MIN_PHOTOS_PER_LABEL`` photos (groups), else an InputError
+    names the CSV (``sources``, its paths) and the label; a later CSV's label with fewer photos of
+    its own is trained on whole (it only adds to what the first CSV holds out)."""
     starts = np.cumsum([0] + [len(t.labels) for t in tables])
     groups = _link_rows(tables)
     held = np.zeros(starts[-1], bool)
@@ -44,9 +45,16 @@ def split_sources(
     for i, table in enumerate(tables):
         rows = np.arange(starts[i], starts[i + 1])
         free = np.array([r for r in rows if groups[r] not in decided], int)
+        photos = _photos_per_label([table.labels[r - starts[i]] for r in free], groups[free])
+        if i == 0:
+            label, few = min(photos.items(), key=lambda item: item[1])
+            if few < MIN_PHOTOS_PER_LABEL:
+                raise InputError(f"{sources[0] if sources else 'CSV 1'}: '{label}' has {few} photo(s); a label needs "
+                                 f"at least {MIN_PHOTOS_PER_LABEL} for a fifth of them to be held out (rows of one "
+                                 "image name, or near-copy image hashes, are one photo)")  # fmt: skip
+        free = np.array([r for r in free if photos[table.labels[r - starts[i]]] >= MIN_PHOTOS_PER_LABEL], int)
         if len(free):
             part = _subset(table, free - starts[i])
-            _require_photos(part.labels, groups[free], sources[i] if sources else f"CSV {i + 1}", i > 0)
             _, test = split_rows(part, np.array([classes.index(label) for label in part.labels]))
             held[np.isin(groups, groups[free[test]])] = True
             if i == 0:
@@ -60,16 +68,11 @@ def split_sources(
     return out, groups
 
 
-def _require_photos(labels: list[str], groups: np.ndarray, source: str, later: bool) -> None:
+def _photos_per_label(labels: list[str], groups: np.ndarray) -> dict[str, int]:
     photos: dict[str, set[int]] = {}
     for label, group in zip(labels, groups.tolist()):
         photos.setdefault(label, set()).add(group)
-    label, few = min(photos.items(), key=lambda item: len(item[1]))
-    if len(few) < MIN_PHOTOS_PER_LABEL:
-        which = " not already in an earlier CSV" if later else ""
-        raise InputError(f"{source}: '{label}' has {len(few)} photo(s){which}; a label needs at least "
-                         f"{MIN_PHOTOS_PER_LABEL} for a fifth of them to be held out (rows of one image name, "
-                         "or near-copy image hashes, are one photo)")  # fmt: skip
+    return {label: len(found) for label, found in photos.items()}
 
 
 def _subset(table: KeypointTable, rows: np.ndarray) -> KeypointTable:

@@ -100,7 +100,7 @@ def export_model(
             if format == "onnx" and not int8:
                 raise InputError(f"{source} is already ONNX: ask for --format openvino or --int8")
             return [_derive(source, out, **derive)]
-        checkpoint = dict(imgsz=imgsz or 640, dynamic=dynamic, opset=opset, head=head)
+        checkpoint = dict(imgsz=640 if imgsz is None else imgsz, dynamic=dynamic, opset=opset, head=head)
         if format == "onnx" and not int8:
             return [export_pose(weights, out=out, **checkpoint)]
         # The checkpoint's ONNX graph goes into place only once what derives from it is written: an
@@ -112,6 +112,12 @@ def export_model(
             final = out / Path(first.path).name
             os.replace(first.path, final)
             os.replace(sidecar(Path(first.path)), sidecar(final))
+            checkpoint_file = Path(first.source)
+            if checkpoint_file.parent == staging:  # downloaded and kept beside the graph: so it stays
+                kept = out / checkpoint_file.name
+                first.source = str(
+                    Path(shutil.move(checkpoint_file, kept)) if not kept.exists() else checkpoint_file.name
+                )
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         first.path = derived.source = str(final)

@@ -515,9 +515,9 @@ def _(ctx: Ctx):  # the records, closed after the video, replaced it
     return ["predict", video, "-m", ctx.yolo11_onnx, "--save", ctx.out, "--json", ctx.out / "clip.mp4"], None
 
 
-@row("stream-options-on-images", 2, "--vid-stride, --hysteresis apply to videos, cameras and URLs, not images")
+@row("stream-options-on-images", 2, "--vid-stride, --no-track apply to videos, cameras and URLs, not images")
 def _(ctx: Ctx):  # accepted and unused
-    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--vid-stride", 5, "--hysteresis", 9], None
+    return ["predict", ctx.samples[0], "-m", ctx.yolo11_onnx, "--vid-stride", 5, "--no-track"], None
 
 
 @row("segment-of-a-video-file", 2, "--segment applies to a live source")

@@ -293,7 +293,7 @@ def test_a_cgroup_cpu_quota_caps_the_usable_cores(monkeypatch: pytest.MonkeyPatc
     files as the kernel shows them (their parsing, with the files' contents given)."""
     from edgepose import device_info
 
-    affinity = usable_cores()
+    affinity = len(os.sched_getaffinity(0))  # not usable_cores(): this host may have a quota of its own
     files = {"/sys/fs/cgroup/cpu.max": "150000 100000"}
     monkeypatch.setattr(device_info, "_read", files.get)
     assert device_info.cpu_quota() == 1.5 and usable_cores() == min(affinity, 2)

@@ -289,3 +289,17 @@ def test_dataset_of_a_flat_folder_keeps_every_person(yolo11_onnx: Path, samples:
     found = [len(edgepose.load(yolo11_onnx)(path).persons) for path in samples]
     assert len(table.labels) == sum(found) and set(table.labels) == {"none"}
     assert table.image_hashes[0] == table.image_hashes[found[0] - 1] != table.image_hashes[-1]  # per photo
+
+
+def test_a_later_csv_with_few_photos_of_a_label_adds_them_to_training() -> None:
+    """A supplementary CSV: 7 Tree rows of seed photos (linked to the seed's rows, so on their side of
+    the split) and 3 new Tree photos, too few to hold a fifth out: those are trained on, not refused."""
+    from edgepose.export.classifier_data import split_sources
+
+    seed = read_table(require_shared(YOGA_CSV))
+    tree = [i for i, label in enumerate(seed.labels) if label == "Tree"][:7]
+    extra = KeypointTable([seed.image_names[i] for i in tree] + ["new1.jpg", "new2.jpg", "new3.jpg"], ["Tree"] * 10,
+                          np.concatenate([seed.keypoints[tree], seed.keypoints[tree[:3]]]))  # fmt: skip
+    (seed_train, seed_test), (train, scored) = split_sources([seed, extra], sorted(set(seed.labels)))[0]
+    assert len(seed_test) == 202 and {7, 8, 9} <= set(train.tolist())  # the new photos: trained on
+    assert set(scored.tolist()) <= set(range(7)) and len(train) + len(scored) == 10

@@ -386,6 +386,19 @@ def test_a_stalled_camera_neither_hangs_the_stop_nor_is_released_mid_read() -> N
     assert camera.released and not camera.released_during_read
 
 
+def test_a_run_under_nohup_ignores_sighup(yolo11_onnx: Path, sample_video: Path, tmp_path: Path) -> None:
+    """Under nohup SIGHUP is ignored, and stays so: a closed terminal must not abort the run."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "edgepose", "predict", str(sample_video), "-m", str(yolo11_onnx),
+                             "--save", str(out), "--json", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # fmt: skip
+    assert json.loads(proc.stdout.readline())["frame"] == 0
+    proc.send_signal(signal.SIGHUP)
+    rest, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert len(rest.splitlines()) + 1 == 2 * SAMPLE_VIDEO_FRAMES_EACH and (out / sample_video.name).is_file()
+
+
 def test_a_long_gap_in_a_live_recording_is_held_once(tmp_path: Path) -> None:
     """A live source silent for 30 s: the frame before is held MAX_HOLD (10 s) and the clock moves on;
     the frames after come at their own pace (each of the next ones was held up to 10 s again)."""
