@@ -26,6 +26,7 @@ from .backends import ORT_PROVIDERS
 from .bench_stream import stream_fps
 from .bench_targets import SCHEMA, STAGES, BenchSettings, Progress, Target, model_names, parse_targets, skip_reason
 from .bench_timing import (
+    TimedRuns,
     cold_start,
     engine_facts,
     forward_ms,
@@ -33,7 +34,6 @@ from .bench_timing import (
     overhead,
     p50_of,
     ratio,
-    runs_for,
     summarize,
     throughput,
     timed_predict,
@@ -53,7 +53,7 @@ def _failure(exc: Exception) -> str:
     return text if isinstance(exc, EdgeposeError) or text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
-class TargetBench:
+class TargetBench(TimedRuns):
     """One model on one backend and device: prepared once (cold start, session, first result, warm-up),
     then timed a few runs at a time in turn with the other targets, so that a machine whose load drifts
     (a shared box, a Pi warming up) weighs on every target alike and the ratios stay honest.
@@ -89,10 +89,9 @@ class TargetBench:
             self.predictor = None
             return
         self.first, _ = timed_predict(predictor, self.paths[0])
-        per_run = [self._iteration(i, record=False) for i in range(settings.warmup or (1 if settings.seconds else 0))]
-        self.runs = runs_for(settings, float(np.median(per_run)) if per_run else 0.0)
+        self.warm_up()
 
-    def _iteration(self, i: int, record: bool = True) -> float:
+    def run_once(self, i: int, record: bool = True) -> float:
         """The pipeline and the bare forward pass on one image, in alternating order so neither
         always runs on the other's warm caches; returns both times together (ms)."""
         assert self.predictor is not None
@@ -114,14 +113,6 @@ class TargetBench:
             self.per_image[k]["forward"].append(fwd)
             self.per_image[k]["persons"] = persons
         return fwd + stages["end_to_end"]
-
-    def step(self) -> None:
-        self._iteration(self.done)
-        self.done += 1
-
-    def settle(self) -> None:
-        """One untimed run before a turn (see ``take_turns``)."""
-        self._iteration(self.done, record=False)
 
     def report(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"target": self.label, "model": self.model, "backend": self.target.backend,

@@ -100,6 +100,32 @@ def runs_for(settings: BenchSettings, per_run_ms: float) -> int:
     return max(1, math.ceil(settings.seconds * 1000 / max(per_run_ms, 1e-3)))
 
 
+class TimedRuns:
+    """What ``bench.take_turns`` drives, edgepose's targets and Ultralytics alike: ``run_once(i,
+    record)`` runs (and with ``record`` keeps) the i-th timed run and returns its ms."""
+
+    settings: BenchSettings
+    runs: int
+    done: int
+
+    def run_once(self, i: int, record: bool = True) -> float:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """The warm-up runs (one at least with --seconds: it paces them), then how many timed runs to take."""
+        settings = self.settings
+        per_run = [self.run_once(i, record=False) for i in range(settings.warmup or (1 if settings.seconds else 0))]
+        self.runs = runs_for(settings, float(np.median(per_run)) if per_run else 0.0)
+
+    def step(self) -> None:
+        self.run_once(self.done)
+        self.done += 1
+
+    def settle(self) -> None:
+        """One untimed run before a turn (see ``take_turns``)."""
+        self.run_once(self.done, record=False)
+
+
 def load_kwargs(target: Target, settings: BenchSettings, **overrides: Any) -> dict[str, Any]:
     kwargs = {"backend": target.backend, "device": target.device, "threads": settings.threads, "imgsz": settings.imgsz,
               "classifier": settings.classifier, "conf": settings.conf, "iou": settings.iou,

@@ -9,10 +9,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .bench_targets import BenchSettings
-from .bench_timing import p50_of, runs_for, summarize
+from .bench_timing import TimedRuns, p50_of, summarize
 from .errors import MissingExtraError
 
 
@@ -24,7 +22,7 @@ def check_ultralytics() -> None:
             raise MissingExtraError("export", module)
 
 
-class UltralyticsBench:
+class UltralyticsBench(TimedRuns):
     """Ultralytics' own predict on the same image files with the same thresholds and size, on CPU,
     timed in the same rounds as the edgepose targets; its ``speed`` dict gives its stage split."""
 
@@ -45,12 +43,9 @@ class UltralyticsBench:
         self.model = ultralytics_model(self.weights)
         self.model.predict(str(self.paths[0]), **self.args)
         self.first_s = time.perf_counter() - started
-        per_run = [
-            self._once(i, record=False) for i in range(self.settings.warmup or (1 if self.settings.seconds else 0))
-        ]
-        self.runs = runs_for(self.settings, float(np.median(per_run)) if per_run else 0.0)
+        self.warm_up()
 
-    def _once(self, i: int, record: bool = True) -> float:
+    def run_once(self, i: int, record: bool = True) -> float:
         path = self.paths[i % len(self.paths)]
         start = time.perf_counter()
         result = self.model.predict(str(path), **self.args)[0]
@@ -64,14 +59,6 @@ class UltralyticsBench:
             self.persons[path.name] = len(result)
             self.per_image[path.name].append(end_to_end)
         return end_to_end
-
-    def step(self) -> None:
-        self._once(self.done)
-        self.done += 1
-
-    def settle(self) -> None:
-        """One untimed run before a turn (see ``take_turns``)."""
-        self._once(self.done, record=False)
 
     def report(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"weights": self.weights, "format": Path(self.weights).suffix.lstrip("."),
