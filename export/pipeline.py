@@ -22,7 +22,7 @@ from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.outputs import output_folder
 
 from .graph_edits import set_metadata
-from .pose import ExportReport, export_pose, graph_drift, parity_input, run_onnx
+from .pose import ExportReport, export_pose, graph_drift, keep_download, parity_input, run_onnx
 from .quantize import KEEP_FLOAT
 
 log = logging.getLogger("edgepose")
@@ -112,12 +112,7 @@ def export_model(
             final = out / Path(first.path).name
             os.replace(first.path, final)
             os.replace(sidecar(Path(first.path)), sidecar(final))
-            checkpoint_file = Path(first.source)
-            if checkpoint_file.parent == staging:  # downloaded and kept beside the graph: so it stays
-                kept = out / checkpoint_file.name
-                first.source = str(
-                    Path(shutil.move(checkpoint_file, kept)) if not kept.exists() else checkpoint_file.name
-                )
+            first.source = str(keep_download(Path(first.source), staging, out))  # a downloaded one, kept
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         first.path = derived.source = str(final)

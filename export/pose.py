@@ -192,6 +192,16 @@ def run_onnx(path: Path, tensor: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: tensor})[0]
 
 
+def keep_download(path: Path, scratch: Path, out: Path) -> Path:
+    """A checkpoint downloaded into ``scratch`` (deleted after the export) moves beside the graph in
+    ``out``, so the report's source exists; where ``out`` has a file of that name, the name alone is
+    reported. Any other checkpoint is returned as it is."""
+    if path.parent.resolve() != scratch.resolve():
+        return path
+    kept = out / path.name
+    return Path(shutil.move(path, kept)) if not kept.exists() else Path(path.name)
+
+
 def export_pose(
     weights: str | os.PathLike | None = None,
     imgsz: int = 640,
@@ -308,9 +318,7 @@ def export_pose(
             final = out / f"{source.stem}.onnx"
             os.replace(staged, final)
             write_checksum(final)  # <graph>.onnx.sha256: what `--verify` checks the graph against
-            if source.parent.resolve() == work.resolve():  # downloaded: kept beside the graph, as its source
-                kept = out / source.name
-                source = Path(shutil.move(source, kept)) if not kept.exists() else Path(source.name)
+            source = keep_download(source, work, out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return ExportReport(

@@ -158,3 +158,20 @@ def test_rows_drift_sees_a_detection_only_the_graph_has() -> None:
     graph[0, 3, 4] = 0.6
     drift = rows_drift(graph, source, 3)
     assert drift["coord_max_abs_px"] == 50 and drift["score_max_abs"] == pytest.approx(0.3)
+
+
+def test_a_downloaded_checkpoint_is_kept_beside_its_graph(tmp_path: Path) -> None:
+    """The export's scratch folder is deleted after it: a checkpoint downloaded there moves to ``out``
+    (the report's source must exist); a file of that name already in ``out`` is left as it is."""
+    from edgepose.export.pose import keep_download
+
+    scratch, out = tmp_path / "scratch", tmp_path / "out"
+    scratch.mkdir(), out.mkdir()
+    (scratch / "a.pt").write_bytes(b"weights a")
+    assert keep_download(scratch / "a.pt", scratch, out) == out / "a.pt" and (out / "a.pt").read_bytes() == b"weights a"
+    (scratch / "b.pt").write_bytes(b"new b")
+    (out / "b.pt").write_bytes(b"the user's b")
+    assert (
+        keep_download(scratch / "b.pt", scratch, out) == Path("b.pt") and (out / "b.pt").read_bytes() == b"the user's b"
+    )
+    assert keep_download(tmp_path / "mine.pt", scratch, out) == tmp_path / "mine.pt"  # a local checkpoint: itself
