@@ -251,10 +251,10 @@ def _refuse_overwriting(inputs: Sequence[Path], outputs: list[Path], save: str |
         raise InputError(f"--save {save} would write over the input {clash[0]}: save somewhere else")
     if json_out in (None, "-"):
         return
-    target = Path(json_out).resolve()
-    if target.exists() and any(i.resolve() == target for i in inputs):
+    target = Path(json_out).resolve()  # names compared first: a folder of 100,000 photos resolves none of them
+    if target.exists() and any(i.name == target.name and i.resolve() == target for i in inputs):
         raise InputError(f"--json {json_out} would write over the input {json_out}: write it somewhere else")
-    if any(o.resolve() == target for o in outputs):
+    if any(o.name == target.name and o.resolve() == target for o in outputs):
         raise InputError(f"--json {json_out} would write over an annotated output of --save {save}")
 
 
