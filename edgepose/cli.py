@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .backends import BACKENDS, OPENVINO_HINTS, OPENVINO_PRECISIONS
-from .errors import EdgeposeError, InputError, PartialFailure
+from .errors import EdgeposeError, InputError, PartialFailure, apply_only
 from .memory import reuse_freed_memory
 
 DEFAULT_POSE_MODEL = "models/yolo11n-pose.onnx"
@@ -132,7 +132,7 @@ def _refuse_unused(names: Sequence[str], why: str) -> None:
     given = [f"--{'no-' if ctx.params.get(n) is False else ''}{n.replace('_', '-')}" for n in names
              if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]  # fmt: skip
     if given:
-        raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} {why}")
+        raise click.UsageError(apply_only(given, why))
 
 
 def _stream_options(func: Any) -> Any:

@@ -11,6 +11,11 @@ def first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def apply_only(flags: list[str], where: str) -> str:
+    """The message for options given where they do nothing: "--a, --b apply to <where>"."""
+    return f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} {where}"
+
+
 class EdgeposeError(Exception):
     """Base class; ``exit_code`` is what the CLI exits with."""
 

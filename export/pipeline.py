@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgepose.errors import ExportError, InputError
+from edgepose.errors import ExportError, InputError, apply_only
 from edgepose.integrity import sidecar, write_checksum
 from edgepose.metadata import ModelMeta, parse_value, sha256_file
 from edgepose.outputs import output_folder
@@ -62,17 +62,16 @@ def export_model(
         raise InputError("--half applies to --format openvino (FP16 IR weights)")
     if dynamic and (int8 or format == "openvino"):
         raise InputError("OpenVINO and INT8 export start from a static ONNX graph; leave out --dynamic")
-    if weights is not None and Path(weights).suffix == ".onnx":
-        given = [
-            flag for flag, value in (("--imgsz", imgsz), ("--opset", opset), ("--head", head)) if value is not None
-        ]
-        if given:
-            raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to checkpoints; "
-                             f"{Path(weights).name} keeps the "
-                             f"{'form' if given == ['--head'] else 'shape'} it was exported with")  # fmt: skip
+    graph = weights is not None and Path(weights).suffix == ".onnx"  # an edgepose graph to convert
+    if graph and (given := [flag for flag, value in (("--imgsz", imgsz), ("--opset", opset), ("--head", head))
+                            if value is not None]):  # fmt: skip
+        what = "form" if given == ["--head"] else "shape"
+        raise InputError(
+            apply_only(given, f"to checkpoints; {Path(weights).name} keeps the {what} it was exported with")
+        )
     if not int8 and (given := [flag for flag, value in (("--calib", calib), ("--keep-float", keep_float),
                                                          ("--data", data)) if value is not None]):  # fmt: skip
-        raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --int8")
+        raise InputError(apply_only(given, "to --int8"))
     keep_float = keep_float or "head"
     if keep_float not in KEEP_FLOAT:
         raise InputError(f"unknown keep_float '{keep_float}' (choose from {', '.join(KEEP_FLOAT)})")
@@ -93,8 +92,8 @@ def export_model(
     derive = dict(format=format, half=half, int8=int8, calib=calib, keep_float=keep_float, data=data,
                   max_drop=max_drop)  # fmt: skip
     with output_folder(out):  # a failed export removes the folder it made, left empty
-        if weights is not None and Path(weights).suffix == ".onnx":
-            source = Path(weights)
+        if graph:
+            source = Path(weights)  # type: ignore[arg-type]
             if not source.is_file():
                 raise InputError(f"no such file: {source}")
             if format == "onnx" and not int8:
