@@ -394,9 +394,9 @@ def test_a_run_under_nohup_ignores_sighup(yolo11_onnx: Path, sample_video: Path,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))  # fmt: skip
     assert json.loads(proc.stdout.readline())["frame"] == 0
     proc.send_signal(signal.SIGHUP)
-    rest, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)  # (its stdout may miss lines the readline above buffered)
     assert proc.returncode == 0, stderr
-    assert len(rest.splitlines()) + 1 == 2 * SAMPLE_VIDEO_FRAMES_EACH and (out / sample_video.name).is_file()
+    assert f": {2 * SAMPLE_VIDEO_FRAMES_EACH} frames (" in stderr and (out / sample_video.name).is_file()
 
 
 def test_a_long_gap_in_a_live_recording_is_held_once(tmp_path: Path) -> None:
